@@ -1,0 +1,113 @@
+#!/usr/bin/env python
+"""Quality benchmark: train trainers on one dataset and fold, predict held-out cases, score on dense labels.
+
+Example (the embedded synthetic dataset, CPU preset, baseline vs. fully supervised upper bound):
+
+    nnunet_scribble_generate -d 901 --dim 2
+    python benchmarks/run_quality.py -d 901 -c 2d -f 0 --preset cpu \\
+        -tr nnUNetTrainerScribble nnUNetTrainerFullySupervised
+
+Uses the nnU-Net folders of the environment (nnUNet_raw, nnUNet_preprocessed, nnUNet_results). Results go to
+``--output`` (default ``benchmarks/results/<dataset>_<config>_fold<f>_<preset>``): ``results.md``, ``results.csv``,
+``results.png`` and one ``summary_<trainer>.json`` per trainer. See benchmarks/README.md for the presets.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nnunet_scribble import benchmarking as bm
+from nnunet_scribble import pipeline
+from nnunet_scribble.evaluation import evaluate_folder
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-d", "--dataset_id", type=int, required=True, help="scribble dataset ID")
+    p.add_argument("-c", "--configuration", default="2d", help="nnU-Net configuration (default: %(default)s)")
+    p.add_argument("-f", "--fold", default="0", help="fold of splits_final.json (default: %(default)s)")
+    p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainerScribble", "nnUNetTrainerFullySupervised"],
+                   help="trainer class names (default: %(default)s)")
+    p.add_argument("--preset", default="cpu", choices=sorted(pipeline.PRESETS), help="(default: %(default)s)")
+    p.add_argument("--upper_bound", default="nnUNetTrainerFullySupervised",
+                   help="trainer whose Dice is 100%% in the table (default: %(default)s)")
+    p.add_argument("--dense_dataset_id", type=int, default=None,
+                   help="ID of the dense twin for non-scribble trainers (default: dataset ID + 100)")
+    p.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    p.add_argument("--output", default=None, help="results folder")
+    p.add_argument("--reuse", action="store_true",
+                   help="skip training when checkpoint_final.pth exists (rerun prediction and evaluation only)")
+    return p.parse_args(argv)
+
+
+def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path) -> bm.TrainerResult:
+    pre = Path(env["nnUNet_preprocessed"]) / raw_dir.name
+    preset = pipeline.PRESETS[args.preset]
+    plans_id = pipeline.write_preset_plans(pre, preset)
+    model = Path(env["nnUNet_results"]) / raw_dir.name / f"{trainer}__{plans_id}__{args.configuration}"
+    log = out / "commands.log"
+    if args.reuse and (model / f"fold_{args.fold}" / "checkpoint_final.pth").is_file():
+        train_s = json.loads((out / f"summary_{trainer}.json").read_text()).get("train_seconds", float("nan")) \
+            if (out / f"summary_{trainer}.json").is_file() else float("nan")
+    else:
+        train_s = pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, preset.schedule,
+                                 args.device, log_file=log)
+    images, reference, what = bm.held_out_set(raw_dir, pre, args.fold, out)
+    pred = out / f"pred_{trainer}"
+    predict_s = pipeline.predict(images, pred, dataset_id, args.configuration, args.fold, trainer, plans_id, env,
+                                 args.device, log_file=log)
+    summary = evaluate_folder(reference, pred, output_json=out / f"summary_{trainer}.json")
+    summary.update(train_seconds=train_s, predict_seconds=predict_s, held_out=what, dataset=raw_dir.name)
+    (out / f"summary_{trainer}.json").write_text(json.dumps(summary, indent=2))
+    return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    env = dict(os.environ, nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "1"))
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        if not env.get(var):
+            sys.exit(f"{var} is not set: export the nnU-Net folders first")
+    env.pop("nnUNet_n_proc_DA", None)
+    raw_dir = bm.find_dataset_folder(env["nnUNet_raw"], args.dataset_id)
+    pre_root = Path(env["nnUNet_preprocessed"])
+    out = Path(args.output or Path(__file__).parent / "results" /
+               f"{raw_dir.name}_{args.configuration}_fold{args.fold}_{args.preset}")
+    out.mkdir(parents=True, exist_ok=True)
+    log = out / "commands.log"
+    if not (pre_root / raw_dir.name / "nnUNetPlans.json").is_file():
+        pipeline.plan_and_preprocess(args.dataset_id, [args.configuration], env, log)
+    results = []
+    for trainer in args.trainers:
+        start = time.strftime("%H:%M:%S")
+        print(f"[{start}] {trainer}", flush=True)
+        if bm.is_scribble_trainer(trainer):
+            results.append(run_trainer(args, trainer, raw_dir, args.dataset_id, env, out))
+        else:
+            twin_id = args.dense_dataset_id or args.dataset_id + 100
+            twin = bm.make_dense_twin(raw_dir, twin_id, pre_root, env, args.configuration, log)
+            results.append(run_trainer(args, trainer, twin, twin_id, env, out))
+        print(f"    mean Dice {results[-1].summary['mean']['Dice']['mean']:.4f}, "
+              f"train {results[-1].train_seconds:.0f} s", flush=True)
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    header = (f"# {raw_dir.name}, {args.configuration}, fold {args.fold}, preset '{args.preset}' "
+              f"({pipeline.PRESETS[args.preset].schedule or 'nnU-Net schedule'})\n\n"
+              f"Held-out: {results[0].summary['held_out']}. Date {time.strftime('%Y-%m-%d')}, commit {commit}, "
+              f"machine: {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
+              f"device {args.device}. Dice in %, HD95 in mm, mean ± std over cases.")
+    rows = bm.results_rows(results, args.upper_bound)
+    _, md = bm.write_tables(rows, out, header)
+    bm.plot_results(results, out / "results.png")
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

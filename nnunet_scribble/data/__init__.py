@@ -1,0 +1,1 @@
+"""Data generation: the embedded synthetic scribble dataset."""

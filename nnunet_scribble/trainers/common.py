@@ -1,0 +1,227 @@
+"""Machinery shared by every trainer of this package (scribble methods and the fully supervised upper bound).
+
+:class:`TrainerCommon` extends nnU-Net's ``nnUNetTrainer`` without changing its behaviour unless asked:
+
+- typed hyperparameters that survive nnU-Net's ``__init__`` and can be overridden through the environment
+  (:mod:`nnunet_scribble.trainers.hparams`), printed into the training log;
+- one training step written once: :meth:`TrainerCommon.compute_loss_terms` returns named loss terms with weights;
+  the step sums them, back-propagates (AMP and gradient clipping as nnU-Net does) and every term is logged per epoch
+  (terminal/log file and ``progress_terms.png``, next to nnU-Net's ``progress.png``);
+- extra method state in checkpoints (:meth:`get_extra_checkpoint_state` / :meth:`load_extra_checkpoint_state`),
+  written atomically (temporary file + ``os.replace``) so a crash while saving never corrupts the last checkpoint;
+- deep supervision switched on/off on *every* decoder of the network, not only ``network.decoder``;
+- when the raw dataset has dense labels for its training cases (``nnUNet_raw/<dataset>/labelsTr_dense``), the final
+  validation also reports Dice and HD95 against them (``validation/summary_dense.json`` and ``.md``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import distributed as dist
+from torch._dynamo import OptimizedModule
+
+from nnunetv2.paths import nnUNet_raw
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.helpers import dummy_context
+
+from nnunet_scribble.trainers import hparams as hp
+
+#: Prefix of per-term keys in train_step outputs and in nnU-Net's logger.
+TERM_PREFIX = "term_"
+#: Checkpoint key holding this package's extra state.
+CHECKPOINT_KEY = "nnunet_scribble"
+
+LossTerms = dict[str, tuple[torch.Tensor, float]]
+
+
+def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
+    """Return the plain module inside DDP and/or ``torch.compile`` wrappers."""
+    if isinstance(network, torch.nn.parallel.DistributedDataParallel):
+        network = network.module
+    if isinstance(network, OptimizedModule):
+        network = network._orig_mod
+    return network
+
+
+class TrainerCommon(nnUNetTrainer):
+    """nnU-Net trainer with typed hyperparameters, named loss terms, extra checkpoint state and dense evaluation.
+
+    Subclasses keep nnU-Net's ``__init__`` signature; they declare hyperparameters as typed class attributes and
+    nnU-Net's own knobs in :attr:`trainer_defaults`.
+    """
+
+    #: Overrides of nnU-Net's own attributes (``num_epochs``, ``initial_lr``, ...) applied after its ``__init__``.
+    trainer_defaults: ClassVar[dict[str, Any]] = {}
+    #: Gradient-norm clip of the training step (nnU-Net's constant).
+    grad_clip_norm: float = 12.0
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        hp.apply_overrides(self, self.trainer_defaults, f"{type(self).__name__}.trainer_defaults")
+        self.hparam_overrides = hp.apply_overrides(self, hp.parse_env_overrides(), hp.HPARAMS_ENV)
+        if self.hparam_overrides:
+            self.print_to_log_file(f"Hyperparameters overridden by {hp.HPARAMS_ENV}: {self.hparam_overrides}")
+        self.print_to_log_file(f"{type(self).__name__} hyperparameters: {hp.current_hyperparameters(self)}")
+
+    # ------------------------------------------------------------------ training step
+    def compute_loss_terms(self, data: torch.Tensor, target: torch.Tensor | list[torch.Tensor]) -> LossTerms:
+        """Forward pass and loss terms of one batch: ``{name: (unweighted value, weight)}``.
+
+        The default is nnU-Net's supervised loss (``self.loss``, with deep supervision). Method trainers return their
+        own terms; the total loss is ``sum(weight * value)``.
+        """
+        return {"sup": (self.loss(self.network(data), target), 1.0)}
+
+    def train_step(self, batch: dict) -> dict:
+        data = batch["data"].to(self.device, non_blocking=True)
+        target = batch["target"]
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) else \
+            target.to(self.device, non_blocking=True)
+        self.optimizer.zero_grad(set_to_none=True)
+        # autocast only on CUDA, as in nnU-Net (slow on CPU, unsupported on MPS)
+        with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
+            terms = self.compute_loss_terms(data, target)
+            total = sum(weight * value for value, weight in terms.values())
+        if self.grad_scaler is not None:
+            self.grad_scaler.scale(total).backward()
+            self.grad_scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip_norm)
+            self.grad_scaler.step(self.optimizer)
+            self.grad_scaler.update()
+        else:
+            total.backward()
+            torch.nn.utils.clip_grad_norm_(self.network.parameters(), self.grad_clip_norm)
+            self.optimizer.step()
+        out = {"loss": total.detach().cpu().numpy()}
+        out.update({TERM_PREFIX + name: float(value.detach()) for name, (value, _) in terms.items()})
+        out.update({TERM_PREFIX + name + "@w": float(weight) for name, (_, weight) in terms.items()})
+        return out
+
+    # ------------------------------------------------------------------ per-term logging
+    def on_train_epoch_end(self, train_outputs: list[dict]):
+        super().on_train_epoch_end(train_outputs)
+        keys = [k for k in train_outputs[0] if k.startswith(TERM_PREFIX)] if train_outputs else []
+        for key in keys:
+            values = [o[key] for o in train_outputs if key in o]
+            mean = float(np.nanmean(values)) if values else math.nan
+            if self.is_ddp:
+                gathered = [None] * dist.get_world_size()
+                dist.all_gather_object(gathered, mean)
+                mean = float(np.nanmean(gathered))
+            self._log_term(key, mean)
+
+    def _log_term(self, key: str, value: float) -> None:
+        """Log a per-term epoch mean in nnU-Net's logger, registering the key (NaN-padded) on first use."""
+        store = self.logger.local_logger.my_fantastic_logging
+        history = store.setdefault(key, [])
+        history.extend([math.nan] * (self.current_epoch - len(history)))
+        self.logger.log(key, value, self.current_epoch)
+
+    def logged_terms(self) -> dict[str, list[float]]:
+        """``{term name: per-epoch means}`` of the loss terms (weights excluded)."""
+        store = self.logger.local_logger.my_fantastic_logging
+        return {k[len(TERM_PREFIX):]: v for k, v in store.items() if k.startswith(TERM_PREFIX) and "@" not in k}
+
+    def on_epoch_end(self):
+        terms = self.logged_terms()
+        store = self.logger.local_logger.my_fantastic_logging
+        if terms:
+            parts = []
+            for name, values in terms.items():
+                weights = store.get(TERM_PREFIX + name + "@w", [])
+                w = weights[self.current_epoch] if len(weights) > self.current_epoch else math.nan
+                v = values[self.current_epoch] if len(values) > self.current_epoch else math.nan
+                parts.append(f"{name} {v:.4f} (w {w:.3g})")
+            self.print_to_log_file("loss terms: " + ", ".join(parts))
+        super().on_epoch_end()
+        if self.local_rank == 0 and terms:
+            from nnunet_scribble.trainers.plotting import plot_loss_terms
+            plot_loss_terms(self.logged_terms(), os.path.join(self.output_folder, "progress_terms.png"))
+
+    # ------------------------------------------------------------------ deep supervision on every decoder
+    def set_deep_supervision_enabled(self, enabled: bool):
+        """Toggle deep supervision on every submodule that has a ``deep_supervision`` flag (all decoders)."""
+        for module in unwrap_network(self.network).modules():
+            if isinstance(getattr(module, "deep_supervision", None), bool):
+                module.deep_supervision = enabled
+
+    # ------------------------------------------------------------------ checkpoints
+    def get_extra_checkpoint_state(self) -> dict[str, Any]:
+        """Method state to store in checkpoints (tensors, numbers, state_dicts; no custom objects)."""
+        return {}
+
+    def load_extra_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`get_extra_checkpoint_state` returned."""
+
+    def save_checkpoint(self, filename: str) -> None:
+        # nnU-Net's checkpoint content plus our key; written to a temporary file first, then renamed
+        if self.local_rank != 0:
+            return
+        if self.disable_checkpointing:
+            self.print_to_log_file("No checkpoint written, checkpointing is disabled")
+            return
+        checkpoint = {
+            "network_weights": unwrap_network(self.network).state_dict(),
+            "optimizer_state": self.optimizer.state_dict(),
+            "grad_scaler_state": self.grad_scaler.state_dict() if self.grad_scaler is not None else None,
+            "logging": self.logger.get_checkpoint(),
+            "_best_ema": self._best_ema,
+            "current_epoch": self.current_epoch + 1,
+            "init_args": self.my_init_kwargs,
+            "trainer_name": self.__class__.__name__,
+            "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
+            CHECKPOINT_KEY: {"hyperparameters": hp.current_hyperparameters(self),
+                             "state": self.get_extra_checkpoint_state()},
+        }
+        tmp = f"{filename}.tmp-{os.getpid()}"
+        torch.save(checkpoint, tmp)
+        os.replace(tmp, filename)
+
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
+        if isinstance(filename_or_checkpoint, str):
+            # nnU-Net 2.8.1's load_checkpoint only works with a file name (a dict argument hits an unbound name)
+            super().load_checkpoint(filename_or_checkpoint)
+            checkpoint = torch.load(filename_or_checkpoint, map_location=self.device, weights_only=False)
+        else:
+            raise TypeError(f"load_checkpoint expects a checkpoint file name, got {type(filename_or_checkpoint)}")
+        extra = checkpoint.get(CHECKPOINT_KEY)
+        if extra is None:
+            self.print_to_log_file(f"WARNING: {filename_or_checkpoint} has no '{CHECKPOINT_KEY}' state "
+                                   f"(written by another trainer?); method state starts fresh")
+            return
+        self.load_extra_checkpoint_state(extra.get("state", {}))
+
+    # ------------------------------------------------------------------ dense evaluation of the final validation
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        super().perform_actual_validation(save_probabilities)
+        if self.local_rank == 0:
+            self.evaluate_validation_against_dense_labels()
+
+    def evaluate_validation_against_dense_labels(self) -> dict | None:
+        """Score ``fold_X/validation`` against ``nnUNet_raw/<dataset>/labelsTr_dense`` if that folder exists."""
+        if not nnUNet_raw.is_set():
+            self.print_to_log_file("nnUNet_raw is not set: no dense evaluation of the validation cases")
+            return None
+        dense = os.path.join(nnUNet_raw.get(), self.plans_manager.dataset_name, "labelsTr_dense")
+        if not os.path.isdir(dense):
+            self.print_to_log_file(f"No dense labels at {dense}: the validation Dice above is the only one "
+                                   f"(on scribble data it scores annotated voxels only)")
+            return None
+        from nnunet_scribble.evaluation import evaluate_folder, format_table
+
+        val_folder = os.path.join(self.output_folder, "validation")
+        labels = {k: v for k, v in self.dataset_json["labels"].items() if k != "ignore"}
+        summary = evaluate_folder(dense, val_folder, labels=labels, file_ending=self.dataset_json["file_ending"],
+                                  output_json=os.path.join(val_folder, "summary_dense.json"),
+                                  output_markdown=os.path.join(val_folder, "summary_dense.md"))
+        self.print_to_log_file("Validation against dense labels (labelsTr_dense):\n" + format_table(summary),
+                               also_print_to_console=True)
+        for name, metrics in summary["per_class"].items():
+            self.logger.log_summary(f"final_val_dense/{name}_dice", metrics["Dice"]["mean"])
+        self.logger.log_summary("final_val_dense/mean_dice", summary["mean"]["Dice"]["mean"])
+        return summary

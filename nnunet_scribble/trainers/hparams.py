@@ -1,0 +1,102 @@
+"""Typed trainer hyperparameters that survive ``nnUNetTrainer.__init__`` and can be overridden without code.
+
+nnU-Net's trainer assigns its own knobs (``num_epochs``, ``initial_lr``, ...) as instance attributes inside
+``__init__``, which shadows class attributes of a subclass, and its ``__init__`` signature must not grow
+(``my_init_kwargs`` is built from ``locals()``). So hyperparameters are handled in two layers, applied once right
+after ``super().__init__``:
+
+1. ``trainer_defaults`` (a class-level mapping) for nnU-Net's own attributes, e.g. a short-schedule variant
+   ``trainer_defaults = {"num_epochs": 50}``; method hyperparameters are plain typed class attributes
+   (``lambda_pls: float = 0.5``) and need no mapping.
+2. The environment variable ``nnUNet_scribble_hparams``: a JSON object such as
+   ``'{"num_epochs": 5, "num_iterations_per_epoch": 50, "lambda_pls": 0.3}'``, applied last. It lets the benchmark
+   runner and the demo shorten any trainer (ours and the fully supervised upper bound) through the real
+   ``nnUNetv2_train`` command. Every override is type-checked against the attribute's current value, and the
+   trainer prints all overridden values into its training log.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Mapping
+
+HPARAMS_ENV = "nnUNet_scribble_hparams"
+
+
+def parse_env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Return the overrides in ``nnUNet_scribble_hparams`` (empty dict if unset).
+
+    Raises:
+        ValueError: if the variable is not a JSON object.
+    """
+    raw = (os.environ if environ is None else environ).get(HPARAMS_ENV, "").strip()
+    if not raw:
+        return {}
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{HPARAMS_ENV} must be a JSON object like '{{\"num_epochs\": 5}}', got {raw!r} ({e})")
+    if not isinstance(value, dict):
+        raise ValueError(f"{HPARAMS_ENV} must be a JSON object like '{{\"num_epochs\": 5}}', got {raw!r}")
+    return value
+
+
+def _coerce(name: str, current: Any, value: Any, source: str) -> Any:
+    """Check ``value`` against the type of ``current`` (int -> float promotion allowed)."""
+    if isinstance(current, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(current, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(current, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif isinstance(current, (list, tuple)):
+        ok = isinstance(value, (list, tuple))
+        value = type(current)(value) if ok else value
+    elif current is None:
+        ok = True
+    else:
+        ok = isinstance(value, type(current))
+    if not ok:
+        raise ValueError(f"{source}: hyperparameter {name!r} expects {type(current).__name__} "
+                         f"(current value {current!r}), got {value!r}")
+    return value
+
+
+def apply_overrides(trainer: Any, overrides: Mapping[str, Any], source: str) -> dict[str, Any]:
+    """Set each ``name: value`` of ``overrides`` on ``trainer`` after checking that it names a known attribute.
+
+    Returns:
+        The applied ``{name: value}`` mapping.
+
+    Raises:
+        ValueError: for an unknown name (the message lists the trainer's hyperparameters) or a mistyped value.
+    """
+    applied = {}
+    for name, value in overrides.items():
+        if name.startswith("_") or not hasattr(trainer, name) or callable(getattr(trainer, name)):
+            known = ", ".join(sorted(hyperparameter_names(trainer)))
+            raise ValueError(f"{source}: {type(trainer).__name__} has no hyperparameter {name!r}. Known: {known}")
+        applied[name] = _coerce(name, getattr(trainer, name), value, source)
+        setattr(trainer, name, applied[name])
+    return applied
+
+
+#: nnU-Net's own training knobs that may be overridden (set in ``nnUNetTrainer.__init__``).
+NNUNET_KNOBS = ("initial_lr", "weight_decay", "oversample_foreground_percent", "probabilistic_oversampling",
+                "num_iterations_per_epoch", "num_val_iterations_per_epoch", "num_epochs", "enable_deep_supervision",
+                "save_every", "disable_checkpointing")
+
+
+def hyperparameter_names(trainer: Any) -> list[str]:
+    """nnU-Net's knobs plus every annotated class attribute of the trainer's class hierarchy."""
+    names = set(NNUNET_KNOBS)
+    for cls in type(trainer).__mro__:
+        names.update(n for n in getattr(cls, "__annotations__", {}) if not n.startswith("_") and n.islower()
+                     and not n.startswith("trainer_defaults"))
+    return sorted(n for n in names if hasattr(trainer, n))
+
+
+def current_hyperparameters(trainer: Any) -> dict[str, Any]:
+    """``{name: value}`` of :func:`hyperparameter_names` (for the training log and checkpoints)."""
+    return {n: getattr(trainer, n) for n in hyperparameter_names(trainer)}

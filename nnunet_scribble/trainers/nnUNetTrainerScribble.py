@@ -1,0 +1,116 @@
+"""The base trainer of every scribble method, and by itself the "nnU-Net + partial loss" baseline."""
+from __future__ import annotations
+
+import json
+import os
+import torch
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
+from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_scribble.trainers.common import TrainerCommon
+
+#: Value the data loader and the spatial augmentation give to voxels outside the image.
+OUTSIDE_IMAGE = -1
+
+
+def check_ignore_label(dataset_json: dict, dataset_json_file: str) -> int:
+    """Return the ignore label of ``dataset_json``; raise a helpful error if it is missing or not the highest.
+
+    Raises:
+        ValueError: naming ``dataset_json_file`` and showing how to declare ``"ignore"``.
+    """
+    labels = dataset_json.get("labels", {})
+    example = {k: v for k, v in labels.items() if k != "ignore"}
+    fixed = json.dumps({**example, "ignore": max([int(v) for v in example.values() if not isinstance(v, (list, tuple))]
+                                                  or [0]) + 1})
+    if "ignore" not in labels:
+        raise ValueError(
+            f"{dataset_json_file} declares no ignore label, but scribble trainers learn from partially annotated "
+            f"labels: unannotated voxels must carry an 'ignore' label, the highest label value. Declare it in "
+            f"'labels', e.g. \"labels\": {fixed}, write that value into every unannotated voxel of labelsTr, and "
+            f"re-run nnUNetv2_plan_and_preprocess. (The converters in dataset_conversion/ do this for you.)")
+    ignore = labels["ignore"]
+    others = [v for k, v in labels.items() if k != "ignore"]
+    flat = [int(x) for v in others for x in (v if isinstance(v, (list, tuple)) else [v])]
+    if not isinstance(ignore, int) or (flat and ignore <= max(flat)):
+        raise ValueError(f"{dataset_json_file}: the ignore label must be one integer higher than every other label, "
+                         f"got \"ignore\": {ignore!r} with labels {labels}; e.g. \"labels\": {fixed}")
+    return ignore
+
+
+def replace_outside_image_label(transforms: BasicTransform, ignore_label: int) -> int:
+    """Make ``RemoveLabelTransform(-1 -> 0)`` of nnU-Net's pipeline map to ``ignore_label`` instead (in place).
+
+    nnU-Net pads patches beyond the image and the spatial augmentation's out-of-image samples with -1, then turns -1
+    into background. With scribbles, background is an annotation like any other class, so these voxels must be
+    unannotated. Returns the number of transforms changed.
+    """
+    changed = 0
+    stack = [transforms]
+    while stack:
+        t = stack.pop()
+        if isinstance(t, RemoveLabelTransform) and t.label_value == OUTSIDE_IMAGE and t.set_to == 0:
+            t.set_to = ignore_label
+            changed += 1
+        stack.extend(getattr(t, "transforms", []) if isinstance(t, ComposeTransforms) else [])
+        if hasattr(t, "transform"):  # RandomTransform
+            stack.append(t.transform)
+    return changed
+
+
+class nnUNetTrainerScribble(TrainerCommon):
+    """nnU-Net trained on scribbles with its partial loss: the baseline, and the base of every scribble method.
+
+    What it adds to nnU-Net (everything else, network, optimiser, schedule, patch/batch size, augmentation and
+    inference, is nnU-Net's):
+
+    - refuses a dataset without an ignore label, before anything is written, naming the ``dataset.json``;
+    - the supervised term is nnU-Net's partial loss (Dice + CE over annotated voxels, deep supervision), built by
+      ``nnUNetTrainer._build_loss`` with the dataset's ignore label;
+    - voxels that the data loader or the spatial augmentation pull in from outside the image are ignore, not
+      background, in training and online validation. Deviation from plain nnU-Net, stated: nnU-Net's preprocessing
+      also writes -1 into voxels outside the non-zero mask (where every channel is exactly 0) when it crops to
+      non-zero; a background scribble there becomes unannotated as well;
+    - everything of :class:`~nnunet_scribble.trainers.common.TrainerCommon` (named loss terms logged per epoch,
+      extra checkpoint state, deep supervision on every decoder, typed hyperparameters, dense final validation).
+
+    Method trainers override :meth:`compute_loss_terms` (and ``build_network_architecture`` when they add decoders)
+    and keep ``nnUNetTrainer``'s ``__init__`` signature.
+    """
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        check_ignore_label(dataset_json, _dataset_json_location(plans))
+        super().__init__(plans, configuration, fold, dataset_json, device)
+
+    @staticmethod
+    def get_training_transforms(patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
+                                do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
+                                foreground_labels=None, regions=None, ignore_label=None) -> BasicTransform:
+        transforms = nnUNetTrainer.get_training_transforms(
+            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
+            use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
+        if ignore_label is not None:
+            replace_outside_image_label(transforms, ignore_label)
+        return transforms
+
+    @staticmethod
+    def get_validation_transforms(deep_supervision_scales, is_cascaded=False, foreground_labels=None, regions=None,
+                                  ignore_label=None) -> BasicTransform:
+        transforms = nnUNetTrainer.get_validation_transforms(deep_supervision_scales, is_cascaded,
+                                                             foreground_labels, regions, ignore_label)
+        if ignore_label is not None:
+            replace_outside_image_label(transforms, ignore_label)
+        return transforms
+
+
+def _dataset_json_location(plans: dict) -> str:
+    """Best guess of the dataset.json file nnU-Net read, for error messages."""
+    name = plans.get("dataset_name", "<dataset>")
+    for root in (nnUNet_preprocessed, nnUNet_raw):
+        if root.is_set():
+            return os.path.join(root.get(), name, "dataset.json")
+    return os.path.join(name, "dataset.json")
