@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
-from conftest import DATASET_JSON, synthetic_batch
+from nnunet_helpers import DATASET_JSON, synthetic_batch
 
 from nnunet_scribble.trainers import nnUNetTrainerFullySupervised, nnUNetTrainerScribble
 from nnunet_scribble.trainers.common import TERM_PREFIX
