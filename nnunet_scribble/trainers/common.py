@@ -69,23 +69,43 @@ class TrainerCommon(nnUNetTrainer):
         self.print_to_log_file(f"{type(self).__name__} hyperparameters: {hp.current_hyperparameters(self)}")
 
     # ------------------------------------------------------------------ training step
-    def compute_loss_terms(self, data: torch.Tensor, target: torch.Tensor | list[torch.Tensor]) -> LossTerms:
+    def compute_loss_terms(self, data: torch.Tensor, target: torch.Tensor | list[torch.Tensor],
+                           extra: torch.Tensor | None = None) -> LossTerms:
         """Forward pass and loss terms of one batch: ``{name: (unweighted value, weight)}``.
+
+        Args:
+            data: ``(B, C, *spatial)`` images.
+            target: label maps, one ``(B, 1, *spatial_s)`` tensor per deep-supervision scale (a tensor without deep
+                supervision), exactly what nnU-Net's loss expects.
+            extra: ``(B, K, *spatial)`` full-resolution extra target channels appended by
+                :meth:`extra_target_transforms` (e.g. distance maps), or ``None``.
 
         The default is nnU-Net's supervised loss (``self.loss``, with deep supervision). Method trainers return their
         own terms; the total loss is ``sum(weight * value)``.
         """
         return {"sup": (self.loss(self.network(data), target), 1.0)}
 
+    @staticmethod
+    def split_target(target: torch.Tensor | list[torch.Tensor]
+                     ) -> tuple[torch.Tensor | list[torch.Tensor], torch.Tensor | None]:
+        """Split channel 0 (labels, every scale) from extra channels (full resolution only)."""
+        first = target[0] if isinstance(target, list) else target
+        if first.shape[1] == 1:
+            return target, None
+        extra = first[:, 1:]
+        labels = [t[:, :1] for t in target] if isinstance(target, list) else target[:, :1]
+        return labels, extra
+
     def train_step(self, batch: dict) -> dict:
         data = batch["data"].to(self.device, non_blocking=True)
         target = batch["target"]
         target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) else \
             target.to(self.device, non_blocking=True)
+        target, extra = self.split_target(target)
         self.optimizer.zero_grad(set_to_none=True)
         # autocast only on CUDA, as in nnU-Net (slow on CPU, unsupported on MPS)
         with torch.autocast(self.device.type, enabled=True) if self.device.type == "cuda" else dummy_context():
-            terms = self.compute_loss_terms(data, target)
+            terms = self.compute_loss_terms(data, target, extra)
             total = sum(weight * value for value, weight in terms.values())
         if self.grad_scaler is not None:
             self.grad_scaler.scale(total).backward()

@@ -6,6 +6,7 @@ import os
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 from nnunetv2.paths import nnUNet_preprocessed, nnUNet_raw
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -86,15 +87,30 @@ class nnUNetTrainerScribble(TrainerCommon):
         check_ignore_label(dataset_json, _dataset_json_location(plans))
         super().__init__(plans, configuration, fold, dataset_json, device)
 
-    @staticmethod
-    def get_training_transforms(patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
+    def extra_target_transforms(self) -> list[BasicTransform]:
+        """Per-sample transforms that append channels to ``segmentation`` after spatial augmentation.
+
+        They run in the data-augmentation workers, after out-of-image voxels became ignore and before the targets
+        are downsampled for deep supervision; the appended channels reach :meth:`compute_loss_terms` as ``extra``
+        (full resolution). Validation targets stay single-channel. Default: none.
+        """
+        return []
+
+    def get_training_transforms(self, patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
                                 do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
                                 foreground_labels=None, regions=None, ignore_label=None) -> BasicTransform:
+        # an instance method (nnU-Net's is static) so that methods can add transforms that need the trainer's state
         transforms = nnUNetTrainer.get_training_transforms(
             patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
             use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
         if ignore_label is not None:
             replace_outside_image_label(transforms, ignore_label)
+        extra = self.extra_target_transforms()
+        if extra:
+            steps = transforms.transforms
+            ds = [i for i, t in enumerate(steps) if isinstance(t, DownsampleSegForDSTransform)]
+            at = ds[0] if ds else len(steps)
+            transforms.transforms = steps[:at] + list(extra) + steps[at:]
         return transforms
 
     @staticmethod

@@ -21,7 +21,7 @@ class TwoTermTrainer(nnUNetTrainerScribble):
 
     lam: float = 0.5
 
-    def compute_loss_terms(self, data, target):
+    def compute_loss_terms(self, data, target, extra=None):
         out = self.network(data)
         penalty = (out[0] ** 2).mean()
         return {"sup": (self.loss(out, target), 1.0), "l2": (penalty, self.lam)}
@@ -222,3 +222,41 @@ def test_deep_supervision_toggles_every_decoder(make_trainer):
     assert not trainer.network.decoder.deep_supervision and not trainer.network.aux_decoder.deep_supervision
     trainer.set_deep_supervision_enabled(True)
     assert trainer.network.decoder.deep_supervision and trainer.network.aux_decoder.deep_supervision
+
+
+# ----------------------------------------------------------------------------- extra target channels
+class _AppendOnes:
+    """Stand-in for a seg-only transform that appends one float channel (like a distance map)."""
+
+    def __call__(self, **d):
+        seg = d["segmentation"]
+        d["segmentation"] = torch.cat([seg.float(), torch.ones_like(seg, dtype=torch.float32)], 0)
+        return d
+
+
+class ExtraChannelTrainer(nnUNetTrainerScribble):
+    def extra_target_transforms(self):
+        return [_AppendOnes()]
+
+    def compute_loss_terms(self, data, target, extra=None):
+        self.seen = (target, extra)
+        return super().compute_loss_terms(data, target, extra)
+
+
+def test_extra_target_channels_are_inserted_before_downsampling_and_split_off(make_trainer):
+    from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
+    trainer = make_trainer(ExtraChannelTrainer)
+    patch = trainer.configuration_manager.patch_size
+    rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    scales = trainer._get_deep_supervision_scales()
+    tr = trainer.get_training_transforms(patch, rot, scales, mirror, dummy2d, ignore_label=4)
+    kinds = [type(t) for t in tr.transforms]
+    assert kinds.index(_AppendOnes) == kinds.index(DownsampleSegForDSTransform) - 1
+
+    batch = synthetic_batch(trainer)
+    batch["target"] = [torch.cat([t.float(), torch.full_like(t, 7.0, dtype=torch.float32)], 1)
+                       for t in batch["target"]]
+    trainer.train_step(batch)
+    target, extra = trainer.seen
+    assert all(t.shape[1] == 1 for t in target) and (extra == 7).all()
+    assert extra.shape[2:] == batch["target"][0].shape[2:]
