@@ -2,7 +2,8 @@
 
 Panels are drawn side by side: the image (grayscale, windowed to its 1st-99th percentile), then the image with a
 coloured overlay for each of scribble, prediction and reference that is given. Every label value has a fixed colour
-(the same in every panel and every file); background (0) and the ignore label are left transparent. Drawing uses a
+(the same in every panel and every file); background (0) and the ignore label are left transparent, except in the
+scribble panel, where background scribbles are annotations and are drawn in yellow. Drawing uses a
 private Agg canvas, so the global matplotlib backend is left untouched.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ PathLike = Union[str, os.PathLike]
 _PALETTE = ((0.12, 0.47, 0.71), (1.0, 0.50, 0.05), (0.17, 0.63, 0.17), (0.84, 0.15, 0.16), (0.58, 0.40, 0.74),
             (0.55, 0.34, 0.29), (0.89, 0.47, 0.76), (0.50, 0.50, 0.50), (0.74, 0.74, 0.13), (0.09, 0.75, 0.81))
 _ALPHA = 0.5
+#: Colour of background (0) scribbles in the scribble panel.
+_BACKGROUND_SCRIBBLE = (1.0, 0.9, 0.1)
 
 
 def save_overlay_png(image: np.ndarray, out_png: PathLike, prediction: np.ndarray | None = None,
@@ -63,7 +66,8 @@ def save_overlay_png(image: np.ndarray, out_png: PathLike, prediction: np.ndarra
     for ax, (name, labels) in zip(axes, [("image", None), *maps.items()]):
         ax.imshow(gray, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
         if labels is not None:
-            ax.imshow(_label_rgba(labels, ignore_label), interpolation="nearest")
+            ax.imshow(_label_rgba(labels, ignore_label, draw_background=name == "scribble" and
+                                  ignore_label is not None), interpolation="nearest")
         ax.set_title(name)
         ax.axis("off")
     if title:
@@ -143,12 +147,13 @@ def _window(image: np.ndarray) -> np.ndarray:
     return np.clip((image - lo) / (hi - lo), 0.0, 1.0)
 
 
-def _label_rgba(labels: np.ndarray, ignore_label: int | None) -> np.ndarray:
-    """RGBA overlay: fixed colour per label value, transparent background and ignore label."""
+def _label_rgba(labels: np.ndarray, ignore_label: int | None, draw_background: bool = False) -> np.ndarray:
+    """RGBA overlay: fixed colour per label value; ignore label transparent, background too unless asked."""
     rgba = np.zeros((*labels.shape, 4))
     for value in np.unique(labels):
         value = int(value)
-        if value == 0 or value == ignore_label:
+        if value == ignore_label or (value == 0 and not draw_background):
             continue
-        rgba[labels == value] = (*_PALETTE[(value - 1) % len(_PALETTE)], _ALPHA)
+        colour = _BACKGROUND_SCRIBBLE if value == 0 else _PALETTE[(value - 1) % len(_PALETTE)]
+        rgba[labels == value] = (*colour, 0.9 if value == 0 else _ALPHA)
     return rgba
