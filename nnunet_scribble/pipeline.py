@@ -59,8 +59,8 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset("demo", max_stages=4, base_features=16, max_features=128, max_patch_2d=96, max_batch_size=4,
                    schedule={"num_epochs": 12, "num_iterations_per_epoch": 100, "num_val_iterations_per_epoch": 5,
                              "save_every": 5}),
-    "cpu": Preset("cpu", max_stages=5, base_features=16, max_features=256, max_patch_2d=128, max_batch_size=8,
-                  schedule={"num_epochs": 50, "num_iterations_per_epoch": 100, "num_val_iterations_per_epoch": 10,
+    "cpu": Preset("cpu", max_stages=5, base_features=16, max_features=256, max_patch_2d=128, max_batch_size=4,
+                  schedule={"num_epochs": 40, "num_iterations_per_epoch": 50, "num_val_iterations_per_epoch": 10,
                             "save_every": 10}),
     "paper": Preset("paper", reduce_plan=False),
 }

@@ -1,0 +1,78 @@
+"""Presets (reduced plans) and the benchmark harness' table writing."""
+from __future__ import annotations
+
+import json
+
+import pytest
+from nnunet_helpers import tiny_plans
+
+from nnunet_scribble import benchmarking as bm
+from nnunet_scribble import pipeline
+
+
+def _acdc_like_2d() -> dict:
+    config = tiny_plans(2)["configurations"]["2d"]
+    kw = config["architecture"]["arch_kwargs"]
+    kw.update(n_stages=6, features_per_stage=[32, 64, 128, 256, 512, 512], kernel_sizes=[[3, 3]] * 6,
+              strides=[[1, 1]] + [[2, 2]] * 5, n_conv_per_stage=[2] * 6, n_conv_per_stage_decoder=[2] * 5)
+    config.update(patch_size=[256, 224], batch_size=56)
+    return config
+
+
+def test_cpu_preset_reduces_acdc_2d_plan():
+    out = pipeline.reduce_configuration(_acdc_like_2d(), pipeline.PRESETS["cpu"], is_3d=False)
+    kw = out["architecture"]["arch_kwargs"]
+    assert kw["n_stages"] == 5 and kw["features_per_stage"] == [16, 32, 64, 128, 256]
+    assert len(kw["strides"]) == len(kw["kernel_sizes"]) == len(kw["n_conv_per_stage"]) == 5
+    assert len(kw["n_conv_per_stage_decoder"]) == 4
+    assert out["patch_size"] == [128, 128]  # divisible by 2**4
+    assert out["batch_size"] == 4
+
+
+def test_3d_patch_respects_anisotropic_pooling():
+    config = tiny_plans(3)["configurations"]["3d_fullres"]
+    config["patch_size"] = [20, 256, 224]
+    out = pipeline.reduce_configuration(config, pipeline.PRESETS["cpu"], is_3d=True)
+    # strides [1,1,1],[1,2,2],[2,2,2]: z divisible by 2, in-plane by 4
+    assert out["patch_size"] == [16, 64, 64]
+
+
+def test_write_preset_plans_keeps_data_identifier(tmp_path):
+    plans = tiny_plans(2)
+    (tmp_path / "nnUNetPlans.json").write_text(json.dumps(plans))
+    ident = pipeline.write_preset_plans(tmp_path, pipeline.PRESETS["demo"])
+    written = json.loads((tmp_path / f"{ident}.json").read_text())
+    assert ident == "nnUNetPlans_demo" == written["plans_name"]
+    assert written["configurations"]["2d"]["data_identifier"] == "nnUNetPlans_2d"
+    assert pipeline.write_preset_plans(tmp_path, pipeline.PRESETS["paper"]) == "nnUNetPlans"
+    with pytest.raises(FileNotFoundError, match="plan_and_preprocess"):
+        pipeline.write_preset_plans(tmp_path / "missing", pipeline.PRESETS["cpu"])
+
+
+def _summary(dice: float) -> dict:
+    per = {"Dice": {"mean": dice, "std": 0.1}, "HD95": {"mean": 5.0, "std": 1.0}}
+    return {"per_class": {"RV": per, "LV": per}, "mean": per,
+            "cases": [{"mean": {"Dice": dice, "HD95": 5.0}}] * 3}
+
+
+def test_results_table_reports_fraction_of_upper_bound(tmp_path):
+    results = [bm.TrainerResult("nnUNetTrainerScribble", _summary(0.8), 100.0, 5.0, "D"),
+               bm.TrainerResult("nnUNetTrainerFullySupervised", _summary(0.9), 90.0, 5.0, "D")]
+    rows = bm.results_rows(results, "nnUNetTrainerFullySupervised")
+    assert rows[0]["Dice mean"] == "80.0 ± 10.0" and rows[0]["% of full sup."] == "88.9"
+    assert rows[1]["% of full sup."] == "100.0"
+    csv_file, md = bm.write_tables(rows, tmp_path, "# header")
+    assert "| nnUNetTrainerScribble |" in md.read_text() and csv_file.read_text().count("\n") == 3
+    assert bm.plot_results(results, tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_held_out_set_falls_back_to_validation_cases(tmp_path):
+    raw, pre = tmp_path / "raw", tmp_path / "pre"
+    (raw / "imagesTr").mkdir(parents=True)
+    pre.mkdir()
+    for case in ("a", "b", "c"):
+        (raw / "imagesTr" / f"{case}_0000.nii.gz").write_text("x")
+    (pre / "splits_final.json").write_text(json.dumps([{"train": ["a", "b"], "val": ["c"]}]))
+    images, ref, what = bm.held_out_set(raw, pre, 0, tmp_path / "work")
+    assert [p.name for p in images.iterdir()] == ["c_0000.nii.gz"] and ref == raw / "labelsTr_dense"
+    assert "validation" in what
