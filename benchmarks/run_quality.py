@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import time
@@ -35,10 +36,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainerScribble", "nnUNetTrainerFullySupervised"],
                    help="trainer class names (default: %(default)s)")
     p.add_argument("--preset", default="cpu", choices=sorted(pipeline.PRESETS), help="(default: %(default)s)")
+    p.add_argument("--schedule", default=None,
+                   help="JSON overriding the preset's schedule, e.g. '{\"num_epochs\": 1, \"num_iterations_per_epoch\": 10}'")
     p.add_argument("--upper_bound", default="nnUNetTrainerFullySupervised",
                    help="trainer whose Dice is 100%% in the table (default: %(default)s)")
     p.add_argument("--dense_dataset_id", type=int, default=None,
-                   help="ID of the dense twin for non-scribble trainers (default: dataset ID + 100)")
+                   help="ID of the dense twin for non-scribble trainers (default: dataset ID + 100, or - 100 above 899)")
     p.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
     p.add_argument("--output", default=None, help="results folder")
     p.add_argument("--reuse", action="store_true",
@@ -46,7 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path) -> bm.TrainerResult:
+def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path,
+                eval_raw_dir: Path) -> bm.TrainerResult:
+    """Train ``trainer`` on ``raw_dir`` (the dataset or its dense twin), score it on ``eval_raw_dir``'s held-out cases."""
     pre = Path(env["nnUNet_preprocessed"]) / raw_dir.name
     preset = pipeline.PRESETS[args.preset]
     plans_id = pipeline.write_preset_plans(pre, preset)
@@ -56,10 +61,13 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
         train_s = json.loads((out / f"summary_{trainer}.json").read_text()).get("train_seconds", float("nan")) \
             if (out / f"summary_{trainer}.json").is_file() else float("nan")
     else:
-        train_s = pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, preset.schedule,
+        schedule = {**preset.schedule, **json.loads(args.schedule or "{}")}
+        train_s = pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule,
                                  args.device, log_file=log)
-    images, reference, what = bm.held_out_set(raw_dir, pre, args.fold, out)
+    images, reference, what = bm.held_out_set(eval_raw_dir, Path(env["nnUNet_preprocessed"]) / eval_raw_dir.name,
+                                              args.fold, out)
     pred = out / f"pred_{trainer}"
+    shutil.rmtree(pred, ignore_errors=True)  # nnUNetv2_predict does not clear it; stale cases would be scored
     predict_s = pipeline.predict(images, pred, dataset_id, args.configuration, args.fold, trainer, plans_id, env,
                                  args.device, log_file=log)
     summary = evaluate_folder(reference, pred, output_json=out / f"summary_{trainer}.json")
@@ -88,17 +96,18 @@ def main(argv=None) -> int:
         start = time.strftime("%H:%M:%S")
         print(f"[{start}] {trainer}", flush=True)
         if bm.is_scribble_trainer(trainer):
-            results.append(run_trainer(args, trainer, raw_dir, args.dataset_id, env, out))
+            results.append(run_trainer(args, trainer, raw_dir, args.dataset_id, env, out, raw_dir))
         else:
-            twin_id = args.dense_dataset_id or args.dataset_id + 100
+            twin_id = args.dense_dataset_id or bm.default_twin_id(args.dataset_id)
             twin = bm.make_dense_twin(raw_dir, twin_id, pre_root, env, args.configuration, log)
-            results.append(run_trainer(args, trainer, twin, twin_id, env, out))
+            results.append(run_trainer(args, trainer, twin, twin_id, env, out, raw_dir))
         print(f"    mean Dice {results[-1].summary['mean']['Dice']['mean']:.4f}, "
               f"train {results[-1].train_seconds:.0f} s", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    schedule = {**pipeline.PRESETS[args.preset].schedule, **json.loads(args.schedule or "{}")}
     header = (f"# {raw_dir.name}, {args.configuration}, fold {args.fold}, preset '{args.preset}' "
-              f"({pipeline.PRESETS[args.preset].schedule or 'nnU-Net schedule'})\n\n"
+              f"({schedule or 'nnU-Net schedule'})\n\n"
               f"Held-out: {results[0].summary['held_out']}. Date {time.strftime('%Y-%m-%d')}, commit {commit}, "
               f"machine: {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
               f"device {args.device}. Dice in %, HD95 in mm, mean ± std over cases.")

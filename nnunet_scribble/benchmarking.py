@@ -56,6 +56,11 @@ def is_scribble_trainer(name: str) -> bool:
     return issubclass(recursive_find_trainer_class_by_name(name), nnUNetTrainerScribble)
 
 
+def default_twin_id(dataset_id: int) -> int:
+    """ID of the dense twin: ``dataset_id + 100``, or ``- 100`` when that would exceed nnU-Net's 999."""
+    return dataset_id + 100 if dataset_id + 100 <= 999 else dataset_id - 100
+
+
 def make_dense_twin(raw_dir: Path, twin_id: int, preprocessed_root: Path, env: dict, configuration: str,
                     log_file=None) -> Path:
     """Create (once) and preprocess the dense twin of a scribble dataset; return its raw folder.
@@ -85,9 +90,9 @@ def make_dense_twin(raw_dir: Path, twin_id: int, preprocessed_root: Path, env: d
         plans = json.loads((pre_src / "nnUNetPlans.json").read_text())
         plans["dataset_name"] = twin.name
         (pre_twin / "nnUNetPlans.json").write_text(json.dumps(plans, indent=2))
-    for name in ("splits_final.json",):
-        if (pre_src / name).is_file():
-            shutil.copyfile(pre_src / name, pre_twin / name)
+    shutil.copyfile(twin / "dataset.json", pre_twin / "dataset.json")  # normally written by nnU-Net's planner
+    if (pre_src / "splits_final.json").is_file():
+        shutil.copyfile(pre_src / "splits_final.json", pre_twin / "splits_final.json")
     data_id = json.loads((pre_twin / "nnUNetPlans.json").read_text())["configurations"][configuration].get(
         "data_identifier", f"nnUNetPlans_{configuration}")
     if not (pre_twin / data_id).is_dir():

@@ -1,0 +1,252 @@
+#!/usr/bin/env python
+"""Training-step time, peak memory and inference time of trainers, side by side with ``nnUNetTrainer``.
+
+Examples:
+
+    # plans of a preprocessed dataset (nnU-Net folders from the environment)
+    python benchmarks/bench_train_step.py -d 901 -c 2d -tr nnUNetTrainerScribble nnUNetTrainerDMPLS
+    # the tiny plans of the test suite (no dataset needed), 3D
+    python benchmarks/bench_train_step.py --tiny 3 -tr nnUNetTrainerDMPLS --device cpu
+
+What is measured, for ``nnUNetTrainer`` first and then each trainer of ``-tr``, on the same plans and configuration:
+
+- **step time**: wall time of ``trainer.train_step(batch)`` (forward, loss, backward, optimiser step; CUDA
+  synchronised before and after) on one synthetic batch shaped like nnU-Net's loader output (``data`` plus one
+  target per deep-supervision scale; ``--annotated`` of the voxels carry a random class, the rest the ignore label
+  when the dataset has one). Median over every timed step of every repetition, after ``--warmup`` steps.
+- **peak memory**: CUDA: ``torch.cuda.max_memory_allocated`` over the warm-up and timed steps (reset after the
+  network and optimiser are built, so it is the training footprint: weights, gradients, optimiser state,
+  activations). CPU: the increase of the process's peak resident set size (``resource.getrusage`` ``ru_maxrss``)
+  over its resident size just before the first step; every measurement runs in a fresh subprocess, so peaks of one
+  trainer never hide another's. Median over repetitions.
+- **inference time per case**: ``nnUNetPredictor.predict_single_npy_array`` on the same random volume
+  (``--volume``, default twice the patch in every axis; 2D configurations get ``--slices`` slices), with the network
+  built as ``nnUNetv2_predict`` builds it (``build_network_architecture(..., enable_deep_supervision=False)`` and a
+  strict ``load_state_dict`` of the training weights); mirroring off unless ``--mirroring``. Median of
+  ``--inference_reps`` predictions after one warm-up, including nnU-Net's preprocessing of the array.
+
+Repetitions are interleaved (trainer A, B, C, A, B, C, ...), each in its own subprocess, to spread a noisy machine's
+slow phases over all trainers. The table prints absolute values and ratios to ``nnUNetTrainer``; ``--json`` saves
+the raw numbers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REFERENCE = "nnUNetTrainer"
+RESULT_TAG = "BENCH_RESULT "
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("-d", "--dataset_id", type=int, help="preprocessed dataset ID (uses $nnUNet_preprocessed)")
+    src.add_argument("--tiny", type=int, choices=(2, 3), help="the test suite's tiny 2D or 3D plans instead")
+    p.add_argument("-c", "--configuration", default=None,
+                   help="configuration (default: 2d; with --tiny, the tiny plans' only one)")
+    p.add_argument("-p", "--plans", default="nnUNetPlans", help="plans identifier (default: %(default)s)")
+    p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainerScribble"], help="trainers to compare")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    p.add_argument("--steps", type=int, default=10, help="timed steps per repetition (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed steps per repetition (default: %(default)s)")
+    p.add_argument("--reps", type=int, default=3, help="interleaved repetitions (default: %(default)s)")
+    p.add_argument("--annotated", type=float, default=0.1, help="annotated voxel fraction (default: %(default)s)")
+    p.add_argument("--inference_reps", type=int, default=3, help="timed predictions (0: skip; default: %(default)s)")
+    p.add_argument("--volume", type=int, nargs="+", default=None, help="inference volume shape (spatial axes)")
+    p.add_argument("--slices", type=int, default=4, help="slices of the 2D inference volume (default: %(default)s)")
+    p.add_argument("--mirroring", action="store_true", help="test-time mirroring in the inference measurement")
+    p.add_argument("--json", default=None, help="write the raw results to this file")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+# ----------------------------------------------------------------------------- worker (one trainer, one process)
+def load_plans(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict, str]:
+    """Plans, dataset.json and configuration; makes sure ``trainer.initialize()`` finds a data folder."""
+    if args.tiny is not None:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from nnunet_helpers import DATASET_JSON, tiny_plans
+
+        plans, dataset_json = tiny_plans(args.tiny), dict(DATASET_JSON)
+        config = args.configuration or next(iter(plans["configurations"]))
+        os.environ["nnUNet_preprocessed"] = str(tmp / "preprocessed")
+        folder = tmp / "preprocessed" / plans["dataset_name"] / plans["configurations"][config]["data_identifier"]
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "dummy.b2nd").touch()
+        return plans, dataset_json, config
+    from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
+
+    pre = Path(os.environ["nnUNet_preprocessed"]) / maybe_convert_to_dataset_name(args.dataset_id)
+    plans = json.loads((pre / f"{args.plans}.json").read_text())
+    return plans, json.loads((pre / "dataset.json").read_text()), args.configuration or "2d"
+
+
+def synthetic_batch(trainer, annotated: float, seed: int = 0) -> dict:
+    """``data`` and one target per deep-supervision scale, like nnU-Net's loader (random classes, ignore elsewhere)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    cm, lm = trainer.configuration_manager, trainer.label_manager
+    shape = (cm.batch_size, trainer.num_input_channels, *cm.patch_size)
+    data = torch.randn(shape, generator=g)
+    seg = torch.randint(0, len(lm.foreground_labels) + 1, (cm.batch_size, 1, *cm.patch_size), generator=g)
+    if lm.ignore_label is not None:
+        seg[torch.rand(seg.shape, generator=g) > annotated] = lm.ignore_label
+    if not trainer.enable_deep_supervision:
+        return {"data": data, "target": seg}
+    targets = [torch.nn.functional.interpolate(seg.float(), scale_factor=s, mode="nearest-exact").long()
+               for s in trainer._get_deep_supervision_scales()]
+    return {"data": data, "target": targets}
+
+
+def _rss_kib() -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+def time_steps(trainer, batch: dict, warmup: int, steps: int, device) -> tuple[list[float], float]:
+    """Seconds of each timed step and the peak memory of all steps in MiB (see the module docstring)."""
+    import torch
+
+    cuda = device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    rss_before = _rss_kib()
+    trainer.network.train()
+    times = []
+    for i in range(warmup + steps):
+        if cuda:
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        trainer.train_step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+        if i >= warmup:
+            times.append(time.perf_counter() - t0)
+    if cuda:
+        return times, torch.cuda.max_memory_allocated() / 2 ** 20
+    return times, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+
+
+def time_inference(trainer, args: argparse.Namespace, device) -> list[float]:
+    """Seconds per ``predict_single_npy_array`` call on one random volume, as ``nnUNetv2_predict`` runs it."""
+    import numpy as np
+    import torch
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    pm, cm = trainer.plans_manager, trainer.configuration_manager
+    net = type(trainer).build_network_architecture(pm, cm, trainer.num_input_channels,
+                                                   trainer.label_manager.num_segmentation_heads, False)
+    net.load_state_dict(trainer.network.state_dict(), strict=True)
+    predictor = nnUNetPredictor(use_mirroring=args.mirroring, perform_everything_on_device=device.type == "cuda",
+                                device=device, verbose=False, allow_tqdm=False)
+    predictor.manual_initialization(net.to(device), pm, cm, [net.state_dict()], trainer.dataset_json,
+                                    type(trainer).__name__, trainer.inference_allowed_mirroring_axes)
+    patch = list(cm.patch_size)
+    shape = args.volume or ([args.slices] + [2 * s for s in patch] if len(patch) == 2 else [2 * s for s in patch])
+    spacing = list(cm.spacing) if len(cm.spacing) == 3 else [1.0] + list(cm.spacing)
+    image = np.random.default_rng(0).standard_normal((trainer.num_input_channels, *shape)).astype(np.float32)
+    times = []
+    for i in range(args.inference_reps + 1):
+        t0 = time.perf_counter()
+        predictor.predict_single_npy_array(image, {"spacing": spacing})
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def worker(args: argparse.Namespace) -> dict:
+    import torch
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["nnUNet_results"] = tmp  # trainer logs go to a throw-away folder
+        plans, dataset_json, config = load_plans(args, Path(tmp))
+        device = torch.device(args.device)
+        cls = recursive_find_trainer_class_by_name(args.worker)
+        torch.manual_seed(0)
+        trainer = cls(plans, config, 0, dataset_json, device)
+        trainer.initialize()
+        batch = synthetic_batch(trainer, args.annotated)
+        step_times, peak_mib = time_steps(trainer, batch, args.warmup, args.steps, device)
+        inference = time_inference(trainer, args, device) if args.inference_reps > 0 else []
+    return {"trainer": args.worker, "step_s": step_times, "peak_mib": peak_mib, "inference_s": inference,
+            "patch_size": list(trainer.configuration_manager.patch_size),
+            "batch_size": trainer.configuration_manager.batch_size,
+            "parameters": sum(p.numel() for p in trainer.network.parameters())}
+
+
+# ----------------------------------------------------------------------------- driver
+def run_worker(argv: list[str], trainer: str) -> dict:
+    cmd = [sys.executable, __file__, *argv, "--worker", trainer]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark of {trainer} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return json.loads(lines[-1][len(RESULT_TAG):])
+
+
+def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
+    """Per trainer: median step time over all timed steps, median peak memory, median inference time."""
+    out = {}
+    for name, runs in results.items():
+        steps = [t for r in runs for t in r["step_s"]]
+        inference = [t for r in runs for t in r["inference_s"]]
+        out[name] = {"step_ms": 1000 * statistics.median(steps), "peak_mib": statistics.median(r["peak_mib"]
+                                                                                              for r in runs),
+                     "inference_s": statistics.median(inference) if inference else float("nan"),
+                     "parameters": runs[0]["parameters"], "steps": len(steps)}
+    return out
+
+
+def format_table(summary: dict[str, dict]) -> str:
+    ref = summary[REFERENCE]
+    rows = ["| trainer | params | step ms | × time | peak MiB | × memory | inference s/case | × inference |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, s in summary.items():
+        rows.append(f"| {name} | {s['parameters']:,} | {s['step_ms']:.1f} | {s['step_ms'] / ref['step_ms']:.2f} | "
+                     f"{s['peak_mib']:.1f} | {s['peak_mib'] / ref['peak_mib']:.2f} | {s['inference_s']:.3f} | "
+                     f"{s['inference_s'] / ref['inference_s']:.3f} |")
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    args = parse_args(argv)
+    if args.worker:
+        print(RESULT_TAG + json.dumps(worker(args)), flush=True)
+        return
+    trainers = [REFERENCE] + [t for t in args.trainers if t != REFERENCE]
+    results: dict[str, list[dict]] = {t: [] for t in trainers}
+    for rep in range(args.reps):
+        for t in trainers:
+            results[t].append(run_worker(argv, t))
+            print(f"rep {rep + 1}/{args.reps} {t}: step {1000 * statistics.median(results[t][-1]['step_s']):.1f} ms",
+                  flush=True)
+    summary = summarise(results)
+    first = results[REFERENCE][0]
+    print(f"\n{'tiny %dD plans' % args.tiny if args.tiny else f'Dataset {args.dataset_id} {args.plans}'} "
+          f"{args.configuration or ''} patch {first['patch_size']} batch {first['batch_size']}, {args.device}, "
+          f"{platform.processor() or platform.machine()}, torch threads from the environment; "
+          f"{args.reps}×{args.steps} steps per trainer\n")
+    print(format_table(summary))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"args": vars(args), "summary": summary, "runs": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
