@@ -17,6 +17,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -150,7 +152,8 @@ def install_splits(final_dataset_dir: str | os.PathLike, preprocessed_root: str 
 def staged_dataset_folder(final_dir: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder next to ``final_dir`` and move it to ``final_dir`` when the block succeeds.
 
-    On an exception the temporary folder is removed and ``final_dir`` is left as it was. With ``overwrite`` an
+    On an exception, Ctrl-C or SIGTERM the temporary folder is removed and ``final_dir`` is left as it was (a
+    SIGKILL can leave a hidden ``.<name>.partial-*`` folder behind, never a half-written dataset). With ``overwrite`` an
     existing ``final_dir`` is replaced (the old one is removed only after the new one is complete).
 
     Raises:
@@ -162,11 +165,15 @@ def staged_dataset_folder(final_dir: str | os.PathLike, overwrite: bool = False)
     final_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = final_dir.parent / f".{final_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
+    previous = _raise_on_sigterm()
     try:
         yield tmp
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     old = None
     if final_dir.exists():
         old = final_dir.parent / f".{final_dir.name}.old-{uuid.uuid4().hex[:8]}"
@@ -174,6 +181,17 @@ def staged_dataset_folder(final_dir: str | os.PathLike, overwrite: bool = False)
     os.replace(tmp, final_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _raise_on_sigterm():
+    """Turn SIGTERM into ``SystemExit`` (main thread only) so the staging folder is removed; return the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        raise SystemExit(128 + signum)
+
+    return signal.signal(signal.SIGTERM, handler)
 
 
 def _write_json(path: Path, content) -> None:
