@@ -1,4 +1,7 @@
-"""Runnable script for nnunet_scribble.dataset_conversion.degrade_dataset: shrunk or dropped scribbles (console script nnunet_scribble_degrade)."""
+"""Runnable script: degraded (shrunk/dropped) copy of a scribble dataset.
+
+Logic in nnunet_scribble.dataset_conversion.degrade_dataset; also installed as the console script nnunet_scribble_degrade.
+"""
 from nnunet_scribble.dataset_conversion.degrade_dataset import main
 
 if __name__ == "__main__":
