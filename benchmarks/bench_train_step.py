@@ -89,6 +89,7 @@ def load_plans(args: argparse.Namespace, tmp: Path) -> tuple[dict, dict, str]:
 
     pre = Path(os.environ["nnUNet_preprocessed"]) / maybe_convert_to_dataset_name(args.dataset_id)
     plans = json.loads((pre / f"{args.plans}.json").read_text())
+    plans.setdefault("continue_training", False)  # set by nnUNetv2_train's run_training, popped by the trainer
     return plans, json.loads((pre / "dataset.json").read_text()), args.configuration or "2d"
 
 

@@ -1,0 +1,4 @@
+"""Networks built around nnU-Net's planned architecture."""
+from nnunet_scribble.networks.multi_decoder import MultiDecoderNetwork, MultiDecoderOutput, channel_dropout
+
+__all__ = ["MultiDecoderNetwork", "MultiDecoderOutput", "channel_dropout"]
