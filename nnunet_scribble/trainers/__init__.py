@@ -5,7 +5,12 @@ from nnunet_scribble.trainers.nnUNetTrainerFullySupervised import nnUNetTrainerF
 from nnunet_scribble.trainers.nnUNetTrainerMaCo import (nnUNetTrainerMaCo, nnUNetTrainerMaCoHardPL,
                                                         nnUNetTrainerMaCoNoCPL, nnUNetTrainerMaCoNoMCM,
                                                         nnUNetTrainerMaCoRandomMask)
+from nnunet_scribble.trainers.nnUNetTrainerMedCL import (nnUNetTrainerMedCL, nnUNetTrainerMedCLNoAC,
+                                                         nnUNetTrainerMedCLNoCategory, nnUNetTrainerMedCLNoCluster,
+                                                         nnUNetTrainerMedCLNoMix)
 from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
 
 __all__ = ["nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised", "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
-           "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble"]
+           "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble",
+           "nnUNetTrainerMedCL", "nnUNetTrainerMedCLNoAC", "nnUNetTrainerMedCLNoCategory", "nnUNetTrainerMedCLNoCluster",
+           "nnUNetTrainerMedCLNoMix"]
