@@ -33,11 +33,13 @@ class MultiDecoderOutput:
         aux: one output per auxiliary decoder, each in the same form as ``main``.
         features: the encoder's feature maps (skips, highest resolution first, bottleneck last) when the network's
             ``return_features`` is true, else ``None``. These are the clean maps that the main decoder sees.
+        embeddings: output of the network's ``head`` on encoder stage ``head_stage`` when it has one, else ``None``.
     """
 
     main: Output
     aux: list[Output] = field(default_factory=list)
     features: list[torch.Tensor] | None = None
+    embeddings: torch.Tensor | None = None
 
 
 def channel_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -93,6 +95,11 @@ class MultiDecoderNetwork(nn.Module):
         aux_feature_dropout: channel dropout probability applied, in training only, to every encoder feature map fed
             to the auxiliary decoders (each decoder gets its own draw). The main decoder sees clean features.
         return_features: in training mode, also return the encoder feature maps.
+        aux_decoders: decoders of another kind to use as auxiliary decoders instead of ``num_aux`` copies of the
+            planned one (e.g. a transformer decoder); each takes the skips and returns what ``UNetDecoder`` returns.
+        head: a module applied, in training mode, to encoder stage ``head_stage`` (e.g. a projection head); its output
+            is :attr:`MultiDecoderOutput.embeddings`. Not run in eval mode.
+        head_stage: index of the encoder stage (skips order) that ``head`` reads.
 
     Random draws (the dropout masks) happen inside ``forward`` but do not change shapes or control flow, so the
     module traces under ``torch.compile`` (checked with the ``aot_eager`` backend, training and eval mode).
@@ -101,7 +108,8 @@ class MultiDecoderNetwork(nn.Module):
     """
 
     def __init__(self, base: nn.Module, num_aux: int = 1, aux_feature_dropout: float = 0.0,
-                 return_features: bool = False):
+                 return_features: bool = False, aux_decoders: list[nn.Module] | None = None,
+                 head: nn.Module | None = None, head_stage: int = -1):
         super().__init__()
         if not hasattr(base, "encoder") or not hasattr(base, "decoder"):
             raise TypeError(f"expected a planned nnU-Net network with 'encoder' and 'decoder' attributes, "
@@ -113,10 +121,15 @@ class MultiDecoderNetwork(nn.Module):
         self.encoder = base.encoder
         self.decoder = base.decoder
         init = getattr(base, "initialize", None)
-        self.aux_decoders = nn.ModuleList(build_auxiliary_decoder(base.decoder, base.encoder, init)
-                                          for _ in range(num_aux))
+        if aux_decoders is not None:
+            self.aux_decoders = nn.ModuleList(aux_decoders)
+        else:
+            self.aux_decoders = nn.ModuleList(build_auxiliary_decoder(base.decoder, base.encoder, init)
+                                              for _ in range(num_aux))
         self.aux_feature_dropout = aux_feature_dropout
         self.return_features = return_features
+        self.head = head
+        self.head_stage = head_stage
 
     def forward(self, x: torch.Tensor) -> Output | MultiDecoderOutput:
         skips = self.encoder(x)
@@ -124,7 +137,9 @@ class MultiDecoderNetwork(nn.Module):
         if not self.training:
             return main
         aux = [dec([channel_dropout(s, self.aux_feature_dropout) for s in skips]) for dec in self.aux_decoders]
-        return MultiDecoderOutput(main=main, aux=aux, features=list(skips) if self.return_features else None)
+        embeddings = self.head(skips[self.head_stage]) if self.head is not None else None
+        return MultiDecoderOutput(main=main, aux=aux, features=list(skips) if self.return_features else None,
+                                  embeddings=embeddings)
 
     def compute_conv_feature_map_size(self, input_size: list[int]) -> int:
         """Feature-map size estimate of nnU-Net's planners (main path plus auxiliary decoders)."""

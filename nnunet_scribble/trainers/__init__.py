@@ -8,9 +8,14 @@ from nnunet_scribble.trainers.nnUNetTrainerMaCo import (nnUNetTrainerMaCo, nnUNe
 from nnunet_scribble.trainers.nnUNetTrainerMedCL import (nnUNetTrainerMedCL, nnUNetTrainerMedCLNoAC,
                                                          nnUNetTrainerMedCLNoCategory, nnUNetTrainerMedCLNoCluster,
                                                          nnUNetTrainerMedCLNoMix)
+from nnunet_scribble.trainers.nnUNetTrainerPCLMix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMixNoContrast,
+                                                          nnUNetTrainerPCLMixNoHet, nnUNetTrainerPCLMixNoMix,
+                                                          nnUNetTrainerPCLMixNoTFSup)
 from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
 
 __all__ = ["nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised", "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
            "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble",
+           "nnUNetTrainerPCLMix", "nnUNetTrainerPCLMixNoContrast", "nnUNetTrainerPCLMixNoHet",
+           "nnUNetTrainerPCLMixNoMix", "nnUNetTrainerPCLMixNoTFSup",
            "nnUNetTrainerMedCL", "nnUNetTrainerMedCLNoAC", "nnUNetTrainerMedCLNoCategory", "nnUNetTrainerMedCLNoCluster",
            "nnUNetTrainerMedCLNoMix"]
