@@ -57,20 +57,29 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
     plans_id = pipeline.write_preset_plans(pre, preset)
     model = Path(env["nnUNet_results"]) / raw_dir.name / f"{trainer}__{plans_id}__{args.configuration}"
     log = out / "commands.log"
-    if args.reuse and (model / f"fold_{args.fold}" / "checkpoint_final.pth").is_file():
-        train_s = json.loads((out / f"summary_{trainer}.json").read_text()).get("train_seconds", float("nan")) \
-            if (out / f"summary_{trainer}.json").is_file() else float("nan")
-    else:
-        schedule = {**preset.schedule, **json.loads(args.schedule or "{}")}
-        train_s = pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule,
-                                 args.device, log_file=log)
+    schedule = {**preset.schedule, **json.loads(args.schedule or "{}")}
+    fold_dir = model / f"fold_{args.fold}"
     images, reference, what = bm.held_out_set(eval_raw_dir, Path(env["nnUNet_preprocessed"]) / eval_raw_dir.name,
                                               args.fold, out)
-    pred = out / f"pred_{trainer}"
-    shutil.rmtree(pred, ignore_errors=True)  # nnUNetv2_predict does not clear it; stale cases would be scored
-    predict_s = pipeline.predict(images, pred, dataset_id, args.configuration, args.fold, trainer, plans_id, env,
+    train_s = float("nan")
+    if args.reuse and (fold_dir / "checkpoint_final.pth").is_file():
+        if reference.name == "labelsTr_dense" and not bm.has_predictions(fold_dir / "validation", images):
+            pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule, args.device,
+                           extra_args=["--val"], log_file=log)  # final validation only
+    else:
+        train_s = pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule,
                                  args.device, log_file=log)
-    summary = evaluate_folder(reference, pred, output_json=out / f"summary_{trainer}.json")
+    if reference.name == "labelsTr_dense":
+        # the held-out cases are this fold's validation cases: nnU-Net's final validation already predicted them
+        # (sliding window, same settings as nnUNetv2_predict), so they are not predicted a second time
+        pred, predict_s = fold_dir / "validation", float("nan")
+    else:
+        pred = out / f"pred_{trainer}"
+        shutil.rmtree(pred, ignore_errors=True)  # nnUNetv2_predict does not clear it; stale cases would be scored
+        predict_s = pipeline.predict(images, pred, dataset_id, args.configuration, args.fold, trainer, plans_id,
+                                     env, args.device, log_file=log)
+    summary = evaluate_folder(reference, pred, cases=bm.case_ids(images),
+                              output_json=out / f"summary_{trainer}.json")
     summary.update(train_seconds=train_s, predict_seconds=predict_s, held_out=what, dataset=raw_dir.name)
     (out / f"summary_{trainer}.json").write_text(json.dumps(summary, indent=2))
     return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name)

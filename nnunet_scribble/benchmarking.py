@@ -122,6 +122,19 @@ def held_out_set(raw_dir: Path, preprocessed_dir: Path, fold: int | str, work: P
     return images, raw_dir / "labelsTr_dense", f"fold {fold} validation cases vs labelsTr_dense"
 
 
+def case_ids(images: Path) -> list[str]:
+    """Case identifiers of an nnU-Net image folder (``<case>_0000.<ending>`` files)."""
+    return sorted({f.name.rsplit("_", 1)[0] for f in images.iterdir() if "_" in f.name})
+
+
+def has_predictions(folder: Path, images: Path) -> bool:
+    """True if ``folder`` holds a prediction for every case of ``images``."""
+    if not folder.is_dir():
+        return False
+    names = {f.name.split(".")[0] for f in folder.iterdir()}
+    return all(c in names for c in case_ids(images))
+
+
 def results_rows(results: Sequence[TrainerResult], upper_bound: str | None) -> list[dict]:
     """One flat row per trainer for the CSV/Markdown tables (Dice in %, HD95 in mm)."""
     ub = next((r for r in results if r.trainer == upper_bound), None)

@@ -61,7 +61,7 @@ PRESETS: dict[str, Preset] = {
                              "save_every": 5}),
     "cpu": Preset("cpu", max_stages=5, base_features=16, max_features=256, max_patch_2d=128, max_batch_size=4,
                   schedule={"num_epochs": 25, "num_iterations_per_epoch": 50, "num_val_iterations_per_epoch": 10,
-                            "save_every": 10}),
+                            "save_every": 10, "test_time_mirroring": False}),
     "paper": Preset("paper", reduce_plan=False),
 }
 

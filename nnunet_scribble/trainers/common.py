@@ -58,6 +58,9 @@ class TrainerCommon(nnUNetTrainer):
     trainer_defaults: ClassVar[dict[str, Any]] = {}
     #: Gradient-norm clip of the training step (nnU-Net's constant).
     grad_clip_norm: float = 12.0
+    #: Mirroring test-time augmentation in final validation and (through the checkpoint) in nnUNetv2_predict.
+    #: nnU-Net's default is on; the CPU benchmark preset switches it off (4x fewer forward passes per patch).
+    test_time_mirroring: bool = True
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -216,8 +219,16 @@ class TrainerCommon(nnUNetTrainer):
             return
         self.load_extra_checkpoint_state(extra.get("state", {}))
 
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        result = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if not self.test_time_mirroring:  # training augmentation keeps its mirroring; only inference changes
+            self.inference_allowed_mirroring_axes = None
+        return result
+
     # ------------------------------------------------------------------ dense evaluation of the final validation
     def perform_actual_validation(self, save_probabilities: bool = False):
+        if not self.test_time_mirroring:  # also for checkpoints written with mirroring (--val)
+            self.inference_allowed_mirroring_axes = None
         super().perform_actual_validation(save_probabilities)
         if self.local_rank == 0:
             self.evaluate_validation_against_dense_labels()
