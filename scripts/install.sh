@@ -27,5 +27,5 @@ else
     echo "$spec" > "$constraints"
 fi
 "$PYTHON" -m pip install --disable-pip-version-check -q -c "$constraints" "$target"
-"$PYTHON" -m pip check >/dev/null || "$PYTHON" -m pip check || true
+"$PYTHON" -m pip check >/dev/null 2>&1 || echo "install.sh: warning: 'python3 -m pip check' reports dependency conflicts in this environment"
 echo "install.sh: installed nnunet_scribble $("$PYTHON" -c 'import nnunet_scribble; print(nnunet_scribble.__version__)') with torch $("$PYTHON" -c 'import torch; print(torch.__version__)')"
