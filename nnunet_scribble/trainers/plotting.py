@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 
+import matplotlib
+
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -10,8 +12,14 @@ from matplotlib.figure import Figure
 def plot_loss_terms(terms: dict[str, list[float]], png_path: str) -> None:
     """Plot each loss term's per-epoch mean (one line per term, log-scaled y when all values are positive).
 
-    The file is written to a temporary name and renamed, so a viewer never sees a half-written PNG.
+    The file is written to a temporary name and renamed, so a viewer never sees a half-written PNG. Matplotlib's
+    default style is used (nnU-Net's own progress plot changes the global seaborn font scale).
     """
+    with matplotlib.rc_context(matplotlib.rcParamsDefault):
+        _plot(terms, png_path)
+
+
+def _plot(terms: dict[str, list[float]], png_path: str) -> None:
     fig = Figure(figsize=(10, 6))
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
