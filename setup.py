@@ -12,14 +12,21 @@ from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
 PTH = "nnunet_scribble.pth"
+#: The whole content of the start-up file (generated at build time rather than tracked as a file).
+PTH_LINE = "import nnunet_scribble._startup\n"
+
+
+def _write_pth(folder: str) -> None:
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    (Path(folder) / PTH).write_text(PTH_LINE)
 
 
 class BuildPyWithPth(build_py):
-    """``build_py`` that also copies the start-up ``.pth`` file into the root of the wheel."""
+    """``build_py`` that also writes the start-up ``.pth`` file into the root of the wheel."""
 
     def run(self):
         super().run()
-        self.copy_file(str(Path(__file__).parent / PTH), str(Path(self.build_lib) / PTH), preserve_mode=0)
+        _write_pth(self.build_lib)
 
     def get_outputs(self, include_bytecode=1):
         return super().get_outputs(include_bytecode) + [str(Path(self.build_lib) / PTH)]
@@ -30,7 +37,7 @@ class EditableWheelWithPth(editable_wheel):
 
     def _run_build_commands(self, dist_name, unpacked_wheel, build_lib, tmp_dir):
         result = super()._run_build_commands(dist_name, unpacked_wheel, build_lib, tmp_dir)
-        self.copy_file(str(Path(__file__).parent / PTH), str(Path(unpacked_wheel) / PTH), preserve_mode=0)
+        _write_pth(unpacked_wheel)
         return result
 
 
