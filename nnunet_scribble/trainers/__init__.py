@@ -1,5 +1,8 @@
 """nnU-Net trainers of this package. Every public trainer class is re-exported here (and, through
 :mod:`nnunet_scribble.nnunet_ext.nnunet_scribble_trainers`, found by ``nnUNetv2_train -tr <name>``)."""
+from nnunet_scribble.trainers.nnUNetTrainerCSPNet import (nnUNetTrainerCSPNet, nnUNetTrainerCSPNetBasic,
+                                                          nnUNetTrainerCSPNetNoDc, nnUNetTrainerCSPNetNoDPM,
+                                                          nnUNetTrainerCSPNetNoDs, nnUNetTrainerCSPNetNoLoRM)
 from nnunet_scribble.trainers.nnUNetTrainerDMPLS import nnUNetTrainerDMPLS
 from nnunet_scribble.trainers.nnUNetTrainerFullySupervised import nnUNetTrainerFullySupervised
 from nnunet_scribble.trainers.nnUNetTrainerMaCo import (nnUNetTrainerMaCo, nnUNetTrainerMaCoHardPL,
@@ -13,7 +16,8 @@ from nnunet_scribble.trainers.nnUNetTrainerPCLMix import (nnUNetTrainerPCLMix, n
                                                           nnUNetTrainerPCLMixNoTFSup)
 from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
 
-__all__ = ["nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised", "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
+__all__ = ["nnUNetTrainerCSPNet", "nnUNetTrainerCSPNetBasic", "nnUNetTrainerCSPNetNoDc", "nnUNetTrainerCSPNetNoDPM",
+           "nnUNetTrainerCSPNetNoDs", "nnUNetTrainerCSPNetNoLoRM", "nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised", "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
            "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble",
            "nnUNetTrainerPCLMix", "nnUNetTrainerPCLMixNoContrast", "nnUNetTrainerPCLMixNoHet",
            "nnUNetTrainerPCLMixNoMix", "nnUNetTrainerPCLMixNoTFSup",

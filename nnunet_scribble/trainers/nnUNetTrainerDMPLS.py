@@ -38,6 +38,8 @@ class nnUNetTrainerDMPLS(nnUNetTrainerScribble):
 
     #: Weight λ of the pseudo-label supervision term (eq. 4; paper and reference: 0.5).
     lambda_pls: float = 0.5
+    #: Weight of each decoder's supervised term (eq. 4: 0.5, i.e. the mean of the two partial losses).
+    sup_weight: float = 0.5
     #: Channel-dropout probability on the encoder features fed to the auxiliary decoder (paper: 0.5).
     aux_dropout_p: float = 0.5
 
@@ -68,5 +70,6 @@ class nnUNetTrainerDMPLS(nnUNetTrainerScribble):
         main_full = main[0] if isinstance(main, (list, tuple)) else main
         aux_full = aux[0] if isinstance(aux, (list, tuple)) else aux
         pseudo_label = mixed_pseudo_label(main_full, aux_full, self.draw_beta())
-        return {"sup_main": (self.loss(main, target), 0.5), "sup_aux": (self.loss(aux, target), 0.5),
+        return {"sup_main": (self.loss(main, target), self.sup_weight),
+                "sup_aux": (self.loss(aux, target), self.sup_weight),
                 "pls": (pseudo_label_supervision(main_full, aux_full, pseudo_label), self.lambda_pls)}

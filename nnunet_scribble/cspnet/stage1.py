@@ -1,0 +1,380 @@
+"""CSPNet stage 1 inside nnU-Net: train the CAM network, write one pseudo-label map per training case, reuse it.
+
+Storage ("next to the preprocessed data"): ``$nnUNet_preprocessed/<dataset>/cspnet_pseudo_labels/<key>/`` with one
+file per training case in the preprocessed grid, in the format of the preprocessed dataset (``<case>.b2nd`` for
+nnU-Net's default blosc2 datasets, ``<case>.npy`` for numpy datasets), int8 labels ``0..K-1`` (the ignore label where
+there is none, -1 outside the non-zero crop), shaped like the case's ``seg`` without its channel axis — the layout of
+nnU-Net's cascade inputs, so nnU-Net's own data loader crops and augments it together with the scribbles. A
+``pseudo_labels.json`` manifest records where the labels came from (stage 1 with its threshold, or a user folder), the
+cases, and their Dice against dense labels when the raw dataset has ``labelsTr_dense``. ``<key>`` is
+``<plans>__<configuration>__fold_<f>`` for stage 1 (each fold's stage 1 sees only its training cases) and
+``user_<hash>__<plans>__<configuration>`` for a user folder.
+
+Every folder is written to ``<key>.tmp-<pid>`` and renamed at the end (atomic): a folder that exists is complete.
+Stage 1 checkpoints itself to ``fold_<f>/cspnet_stage1/checkpoint_stage1.pth`` (atomic) every
+``num_iterations_per_epoch`` iterations; an interrupted stage 1 resumes from there.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
+from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
+
+from nnunet_scribble.cspnet.cam import (CANDIDATE_THRESHOLDS, CAMNetwork, cams_to_pseudo_label, choose_threshold,
+                                        normalise_cams, stage1_loss, threshold_scores)
+
+if TYPE_CHECKING:
+    from nnunet_scribble.trainers.nnUNetTrainerCSPNet import nnUNetTrainerCSPNet
+
+MANIFEST = "pseudo_labels.json"
+STAGE1_FOLDER = "cspnet_stage1"
+
+
+# ---------------------------------------------------------------------------------------------- storage
+def pseudo_label_root(preprocessed_dataset_folder_base: str) -> str:
+    return os.path.join(preprocessed_dataset_folder_base, "cspnet_pseudo_labels")
+
+
+def file_ending(dataset_class: type) -> str:
+    """``.b2nd`` for nnU-Net's blosc2 datasets, ``.npy`` otherwise (what the cascade loader of that class reads)."""
+    return ".b2nd" if "Blosc2" in dataset_class.__name__ else ".npy"
+
+
+def save_label(path_without_ending: str, label: np.ndarray, dataset_class: type) -> None:
+    label = np.ascontiguousarray(label.astype(np.int8))
+    if file_ending(dataset_class) == ".b2nd":
+        import blosc2
+        blosc2.asarray(label, urlpath=path_without_ending + ".b2nd", mode="w")
+    else:
+        np.save(path_without_ending + ".npy", label)
+
+
+def load_label(path_without_ending: str, dataset_class: type) -> np.ndarray:
+    if file_ending(dataset_class) == ".b2nd":
+        import blosc2
+        return np.asarray(blosc2.open(urlpath=path_without_ending + ".b2nd", mode="r")[:])
+    return np.load(path_without_ending + ".npy")
+
+
+def check_folder(folder: str, identifiers: list[str], dataset_class: type) -> dict:
+    """The manifest of a complete pseudo-label folder; a clear error when cases are missing."""
+    manifest_file = os.path.join(folder, MANIFEST)
+    if not os.path.isfile(manifest_file):
+        raise RuntimeError(f"{folder} has no {MANIFEST}: not a complete pseudo-label folder. Delete it to let "
+                           f"nnUNetTrainerCSPNet regenerate it.")
+    ending = file_ending(dataset_class)
+    missing = [i for i in identifiers if not os.path.isfile(os.path.join(folder, i + ending))]
+    if missing:
+        raise RuntimeError(f"{folder} lacks pseudo labels ({ending}) for {len(missing)} training case(s), e.g. "
+                           f"{missing[:5]}. It was made for another split or dataset version; delete the folder to "
+                           f"regenerate it.")
+    return load_json(manifest_file)
+
+
+def commit_folder(tmp: str, folder: str) -> None:
+    """Move a finished temporary folder into place (atomic on one file system)."""
+    if os.path.isdir(folder):  # another rank/process finished first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    os.replace(tmp, folder)
+
+
+def wait_for_folder(folder: str, poll_s: float = 10.0) -> None:
+    """Non-zero DDP ranks wait (without a collective, so no timeout) until rank 0 has committed ``folder``."""
+    while not os.path.isfile(os.path.join(folder, MANIFEST)):
+        time.sleep(poll_s)
+
+
+# ---------------------------------------------------------------------------------------------- stage 1 training
+def stage1_iterations(trainer: nnUNetTrainerCSPNet) -> int:
+    return max(1, int(round(trainer.stage1_fraction * trainer.num_epochs * trainer.num_iterations_per_epoch)))
+
+
+def build_cam_network(trainer: nnUNetTrainerCSPNet) -> CAMNetwork:
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+    base = nnUNetTrainer.build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, trainer.num_input_channels,
+        trainer.label_manager.num_segmentation_heads, False)
+    return CAMNetwork(base.encoder, trainer.cam_stage(), trainer.label_manager.num_segmentation_heads)
+
+
+def train_stage1(trainer: nnUNetTrainerCSPNet, dataloader) -> CAMNetwork:
+    """Train the CAM network for :func:`stage1_iterations` batches of ``dataloader`` (nnU-Net's training loader).
+
+    SGD with nnU-Net's settings (momentum 0.99, Nesterov, weight decay, initial lr) and a poly schedule over the
+    stage-1 iterations; AMP on CUDA; gradient clipping as nnU-Net. Resumes from the stage-1 checkpoint when present.
+    """
+    from nnunetv2.utilities.helpers import dummy_context
+
+    device = trainer.device
+    model = build_cam_network(trainer).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), trainer.initial_lr, weight_decay=trainer.weight_decay,
+                                momentum=0.99, nesterov=True)
+    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" else None
+    total = stage1_iterations(trainer)
+    ckpt_dir = os.path.join(trainer.output_folder, STAGE1_FOLDER)
+    ckpt_file = os.path.join(ckpt_dir, "checkpoint_stage1.pth")
+    os.makedirs(ckpt_dir, exist_ok=True)
+    start = 0
+    if os.path.isfile(ckpt_file):
+        ckpt = torch.load(ckpt_file, map_location=device, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        if scaler is not None and ckpt.get("grad_scaler") is not None:
+            scaler.load_state_dict(ckpt["grad_scaler"])
+        start = int(ckpt["iteration"])
+        trainer.print_to_log_file(f"CSPNet stage 1: resuming from {ckpt_file} at iteration {start}/{total}")
+    trainer.print_to_log_file(f"CSPNet stage 1: training the CAM network (encoder stage {trainer.cam_stage()}) for "
+                              f"{total} iterations (lambda_cls {trainer.lambda_cls}, lambda_segs "
+                              f"{trainer.lambda_segs_stage1})")
+    ignore = trainer.label_manager.ignore_label
+    every = max(1, trainer.num_iterations_per_epoch)
+    model.train()
+    sums, t0 = np.zeros(2), time.time()
+    for it in range(start, total):
+        lr = trainer.initial_lr * (1 - it / total) ** 0.9
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = next(dataloader)
+        data = batch["data"].to(device, non_blocking=True)
+        target = batch["target"][0] if isinstance(batch["target"], list) else batch["target"]
+        labels = target[:, 0].to(device, non_blocking=True).long()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast(device.type, enabled=True) if device.type == "cuda" else dummy_context():
+            class_logits, _, seg_logits = model(data)
+            l_cls, l_seg = stage1_loss(class_logits, seg_logits, labels, ignore, trainer.lambda_cls,
+                                       trainer.lambda_segs_stage1)
+            loss = trainer.lambda_cls * l_cls + trainer.lambda_segs_stage1 * l_seg
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip_norm)
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), trainer.grad_clip_norm)
+            optimizer.step()
+        sums += (float(l_cls.detach()), float(l_seg.detach()))
+        if (it + 1) % every == 0 or it + 1 == total:
+            n = (it + 1 - start) % every or every
+            trainer.print_to_log_file(f"CSPNet stage 1: iteration {it + 1}/{total}, cls {sums[0] / n:.4f}, "
+                                      f"segs {sums[1] / n:.4f}, lr {lr:.5f}, {time.time() - t0:.1f} s")
+            sums, t0 = np.zeros(2), time.time()
+            state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it + 1,
+                     "grad_scaler": scaler.state_dict() if scaler is not None else None}
+            tmp = f"{ckpt_file}.tmp-{os.getpid()}"
+            torch.save(state, tmp)
+            os.replace(tmp, ckpt_file)
+    return model
+
+
+# ---------------------------------------------------------------------------------------------- CAM inference
+@torch.no_grad()
+def sliding_window_cams(model: CAMNetwork, image: torch.Tensor, patch_size: tuple[int, ...],
+                        step: float = 0.5, batch_size: int = 8) -> torch.Tensor:
+    """CAM logits (eq. 10 before the ReLU) of one image, ``(C_in, *spatial)`` -> ``(K-1, *spatial)``.
+
+    Tiles of ``patch_size`` with overlap ``1 - step`` (nnU-Net's tiling); each tile's CAM is upsampled to the tile
+    and the overlaps are averaged. Images smaller than the patch are zero-padded (nnU-Net's padding value in the
+    normalised space) and cropped back.
+    """
+    import torch.nn.functional as F
+
+    spatial = tuple(image.shape[1:])
+    padded = tuple(max(s, p) for s, p in zip(spatial, patch_size))
+    if padded != spatial:
+        pad = []
+        for s, p in reversed(list(zip(spatial, padded))):
+            pad += [0, p - s]
+        image = F.pad(image, pad)
+    steps = compute_steps_for_sliding_window(padded, tuple(patch_size), step)
+    grids = np.meshgrid(*steps, indexing="ij")
+    corners = list(zip(*(g.ravel() for g in grids)))
+    k = model.classifier.out_channels
+    acc = torch.zeros((k, *padded), device=image.device)
+    count = torch.zeros((1, *padded), device=image.device)
+    mode = "bilinear" if image.ndim == 3 else "trilinear"
+    for i in range(0, len(corners), batch_size):
+        chunk = corners[i:i + batch_size]
+        slices = [tuple(slice(c, c + p) for c, p in zip(corner, patch_size)) for corner in chunk]
+        tiles = torch.stack([image[(slice(None), *s)] for s in slices])
+        _, cam, _ = model(tiles)
+        cam = F.interpolate(cam.float(), size=tuple(patch_size), mode=mode, align_corners=False)
+        for s, c in zip(slices, cam):
+            acc[(slice(None), *s)] += c
+            count[(slice(None), *s)] += 1
+    cams = acc / count
+    return cams[(slice(None), *(slice(0, s) for s in spatial))]
+
+
+def case_cams(model: CAMNetwork, data: np.ndarray, seg: np.ndarray, num_classes: int, patch_size: list[int],
+              device: torch.device, step: float = 0.5):
+    """Normalised CAMs of one preprocessed case, image by image (2D: per slice, 3D: the volume).
+
+    Yields ``(index, cams (K-1, *image), scribble (*image))`` with ``index`` the slice (2D) or ``None`` (3D).
+    A class counts as present in an image when the image's scribbles contain it.
+    """
+    two_d = len(patch_size) == 2
+    images = [(z, data[:, z], seg[0, z]) for z in range(data.shape[1])] if two_d else [(None, data, seg[0])]
+    for index, img, scribble in images:
+        scribble_t = torch.from_numpy(np.asarray(scribble).astype(np.int64)).to(device)
+        present = [bool((scribble_t == c).any()) for c in range(1, num_classes)]
+        if not any(present):
+            cams = torch.zeros((num_classes - 1, *scribble_t.shape), device=device)
+        else:
+            logits = sliding_window_cams(model, torch.from_numpy(np.asarray(img, dtype=np.float32)).to(device),
+                                         tuple(patch_size), step)
+            cams = normalise_cams(logits, present)
+        yield index, cams, scribble_t
+
+
+def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, identifiers: list[str],
+                           folder: str) -> dict:
+    """Write the pseudo labels of ``identifiers`` into ``folder`` (atomically) and return the manifest.
+
+    With ``trainer.cam_threshold < 0`` a first pass over the cases picks the threshold with the best mean per-class
+    recall on the scribbles (:func:`~nnunet_scribble.cspnet.cam.choose_threshold`); the second pass writes.
+    """
+    model.eval()
+    dataset = trainer.dataset_class(trainer.preprocessed_dataset_folder, identifiers)
+    k = trainer.label_manager.num_segmentation_heads
+    ignore = trainer.label_manager.ignore_label
+    patch = trainer.configuration_manager.patch_size
+    device = trainer.device
+    threshold, recall = trainer.cam_threshold, None
+    t0 = time.time()
+    if threshold < 0:
+        scores = np.zeros((len(CANDIDATE_THRESHOLDS), 2, k), dtype=np.int64)
+        for identifier in identifiers:
+            data, seg, _, _ = dataset.load_case(identifier)
+            for _, cams, scribble in case_cams(model, data, seg, k, patch, device):
+                scores += threshold_scores(cams, scribble, k)
+        threshold, recall = choose_threshold(scores)
+        trainer.print_to_log_file(f"CSPNet stage 1: CAM threshold {threshold} chosen on the scribbles (mean "
+                                  f"per-class recall {recall:.3f}; {time.time() - t0:.1f} s)")
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for identifier in identifiers:
+        data, seg, _, _ = dataset.load_case(identifier)
+        seg = np.asarray(seg[:])
+        out = np.full(seg.shape[1:], ignore, dtype=np.int8)
+        for index, cams, scribble in case_cams(model, data, seg, k, patch, device):
+            label = cams_to_pseudo_label(cams, threshold, scribble, k).cpu().numpy()
+            if index is None:
+                out[...] = label
+            else:
+                out[index] = label
+        out[seg[0] < 0] = -1  # outside nnU-Net's non-zero crop mask, as in the scribble map
+        save_label(os.path.join(tmp, identifier), out, trainer.dataset_class)
+    manifest = {"source": "stage1", "threshold": threshold, "scribble_recall": recall,
+                "cam_stage": trainer.cam_stage(), "stage1_iterations": stage1_iterations(trainer),
+                "cases": identifiers, "file_ending": file_ending(trainer.dataset_class),
+                "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    save_json(manifest, os.path.join(tmp, MANIFEST))
+    commit_folder(tmp, folder)
+    trainer.print_to_log_file(f"CSPNet stage 1: pseudo labels of {len(identifiers)} cases written to {folder} "
+                              f"({time.time() - t0:.1f} s)")
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- user pseudo labels
+def user_folder_key(raw_folder: str) -> str:
+    return "user_" + hashlib.sha1(os.path.abspath(raw_folder).encode()).hexdigest()[:10]
+
+
+def import_user_pseudo_labels(trainer: nnUNetTrainerCSPNet, raw_folder: str, identifiers: list[str],
+                              folder: str) -> dict:
+    """Preprocess a user's pseudo labels (raw label files named like ``labelsTr``) into ``folder``.
+
+    Each file goes through nnU-Net's own preprocessing of the case (transpose, crop, resample with the segmentation
+    resampling), so it lands on exactly the grid of the preprocessed scribbles. Raises a clear error naming the file
+    for a missing case, a shape that does not match the image, or a value that is not a class.
+    """
+    from nnunetv2.paths import nnUNet_raw
+    from nnunetv2.utilities.utils import get_filenames_of_train_images_and_targets
+
+    if not os.path.isdir(raw_folder):
+        raise FileNotFoundError(f"pseudo-label folder {raw_folder} (nnUNetTrainerCSPNet.pseudo_labels_raw) does "
+                                f"not exist")
+    ending = trainer.dataset_json["file_ending"]
+    k = trainer.label_manager.num_segmentation_heads
+    ignore = trainer.label_manager.ignore_label
+    missing = [i for i in identifiers if not os.path.isfile(os.path.join(raw_folder, i + ending))]
+    if missing:
+        raise FileNotFoundError(f"{raw_folder} has no pseudo label for {len(missing)} training case(s), e.g. "
+                                f"{missing[:3]} (expected files '<case>{ending}' named like labelsTr)")
+    raw_dataset = os.path.join(nnUNet_raw.get(), trainer.plans_manager.dataset_name)
+    files = get_filenames_of_train_images_and_targets(raw_dataset, trainer.dataset_json)
+    preprocessor = trainer.configuration_manager.preprocessor_class(verbose=False)
+    rw = trainer.plans_manager.image_reader_writer_class()
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for identifier in identifiers:
+        label_file = os.path.join(raw_folder, identifier + ending)
+        label, _ = rw.read_seg(label_file)
+        image, _ = rw.read_images(files[identifier]["images"])
+        if label.shape[1:] != image.shape[1:]:
+            raise ValueError(f"{label_file}: shape {label.shape[1:]} does not match the image's {image.shape[1:]}")
+        bad = np.setdiff1d(np.unique(label), [*range(k), ignore])
+        if bad.size:
+            raise ValueError(f"{label_file}: values {bad.tolist()} are not classes 0..{k - 1} (or the ignore label "
+                             f"{ignore})")
+        _, seg, _ = preprocessor.run_case(files[identifier]["images"], label_file, trainer.plans_manager,
+                                          trainer.configuration_manager, trainer.dataset_json)
+        save_label(os.path.join(tmp, identifier), seg[0], trainer.dataset_class)
+    manifest = {"source": f"user:{os.path.abspath(raw_folder)}", "cases": identifiers,
+                "file_ending": file_ending(trainer.dataset_class), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
+    save_json(manifest, os.path.join(tmp, MANIFEST))
+    commit_folder(tmp, folder)
+    trainer.print_to_log_file(f"CSPNet: imported {len(identifiers)} pseudo labels from {raw_folder} into {folder}")
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- quality report
+def evaluate_against_dense(trainer: nnUNetTrainerCSPNet, folder: str, identifiers: list[str]) -> dict | None:
+    """Dice/HD95 of the pseudo labels against ``nnUNet_raw/<dataset>/labelsTr_dense`` (when it exists).
+
+    The pseudo labels are taken back to the raw image grid with nnU-Net's own export path (one-hot "logits" through
+    ``convert_predicted_logits_to_segmentation_with_correct_shape``), written to ``<folder>/raw`` and scored with the
+    package's evaluator; the summary goes into the manifest and the training log.
+    """
+    from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+    from nnunetv2.paths import nnUNet_raw
+
+    from nnunet_scribble.evaluation import evaluate_folder, format_table
+
+    if not nnUNet_raw.is_set():
+        return None
+    dense = os.path.join(nnUNet_raw.get(), trainer.plans_manager.dataset_name, "labelsTr_dense")
+    if not os.path.isdir(dense):
+        return None
+    k = trainer.label_manager.num_segmentation_heads
+    ending = trainer.dataset_json["file_ending"]
+    dataset = trainer.dataset_class(trainer.preprocessed_dataset_folder, identifiers)
+    rw = trainer.plans_manager.image_reader_writer_class()
+    out_dir = os.path.join(folder, "raw")
+    os.makedirs(out_dir, exist_ok=True)
+    for identifier in identifiers:
+        _, _, _, properties = dataset.load_case(identifier)
+        label = torch.from_numpy(load_label(os.path.join(folder, identifier), trainer.dataset_class).astype(np.int64))
+        one_hot = torch.stack([(label == c) for c in range(k)]).float()
+        seg = convert_predicted_logits_to_segmentation_with_correct_shape(
+            one_hot, trainer.plans_manager, trainer.configuration_manager, trainer.label_manager, properties,
+            num_threads_torch=1)
+        rw.write_seg(seg, os.path.join(out_dir, identifier + ending), properties)
+    labels = {n: v for n, v in trainer.dataset_json["labels"].items() if n != "ignore"}
+    summary = evaluate_folder(dense, out_dir, labels=labels, file_ending=ending, cases=identifiers,
+                              output_json=os.path.join(folder, "summary_dense.json"))
+    trainer.print_to_log_file("CSPNet pseudo labels against dense labels (labelsTr_dense):\n" + format_table(summary))
+    return summary

@@ -1,0 +1,233 @@
+"""CSPNet: class-driven scribble promotion (Zhang et al., CSPNet.txt), stage 1 and stage 2 in one nnU-Net trainer."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import nn
+
+from nnunet_scribble.cspnet import stage1
+from nnunet_scribble.losses.cspnet import distance_perception_loss, label_smoothed_ce, lorm_loss
+from nnunet_scribble.networks import LoRMHead, MultiDecoderNetwork, MultiDecoderOutput
+from nnunet_scribble.networks.heads import stage_closest_to_stride
+from nnunet_scribble.networks.lorm import lorm_stage
+from nnunet_scribble.trainers.common import LossTerms, unwrap_network
+from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
+from nnunet_scribble.transforms.cspnet_maps import (CSPNetMapsTransform, boundary_distance_map,
+                                                    scribble_distance_map)
+
+
+class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
+    """CSPNet on nnU-Net's planned network: stage 1 (CAM pseudo labels) once, then ``L_basic + L_lorm + L_dp``.
+
+    Stage 1 (§III-B, :mod:`nnunet_scribble.cspnet`): when the fold has no pseudo labels yet, ``on_train_start``
+    trains a CAM network on the planned encoder (fresh weights; classifier at the encoder stage closest to stride
+    ``cam_stride``) with ``lambda_cls * soft-margin + lambda_segs_stage1 * pCE`` (eq. 9, Table A4 ACDC: 0.1/0.9) on
+    nnU-Net's own augmented batches for ``stage1_fraction`` of stage 2's iterations, thresholds its CAMs (eq. 10;
+    threshold chosen on the scribbles unless ``cam_threshold >= 0``) into one map per training case (2D: per slice),
+    lets scribble voxels override it and writes it next to the preprocessed data. A user's own pseudo labels:
+    ``pseudo_labels_raw`` = a folder of label files named like ``labelsTr`` (see :mod:`nnunet_scribble.cspnet.stage1`
+    for storage, atomic writes and resuming).
+
+    Stage 2 (eq. 5-19): the pseudo labels are a second segmentation channel read by nnU-Net's loader (the cascade
+    mechanism), so they go through exactly the scribbles' spatial augmentation; after it,
+    :class:`~nnunet_scribble.transforms.cspnet_maps.CSPNetMapsTransform` appends ``d_s`` (eq. 17) and ``d_c``
+    (eq. 15) computed on the augmented patch. Terms (logged as ``segs``, ``segc``, ``lorm``, ``ds``, ``dc``):
+
+    - ``segs``: nnU-Net's partial Dice + CE with deep supervision (the shared baseline term, methods.md) instead of
+      the paper's pCE (eq. 7);
+    - ``segc`` (eq. 8, weight ``lambda_segc``): label-smoothed CE, ε = ``label_smoothing``, full resolution;
+    - ``lorm`` (eq. 11-14, weight ``lambda_lorm``): 1x1 query/key projections of the encoder stage chosen by
+      :func:`~nnunet_scribble.networks.lorm.lorm_stage` (stride >= 8, at most ``lorm_max_tokens`` tokens per sample:
+      ACDC 2d 256x224 -> stride 8, 896 tokens), keys masked by the pseudo-label foreground (area-downsampled to the
+      grid, > 0.5), learnable δ; the MSE runs over foreground positions only (deviation, see
+      :func:`~nnunet_scribble.losses.cspnet.lorm_loss`);
+    - ``ds``/``dc`` (eq. 16, 18, 19; weights ``weight_ds``/``weight_dc``, 1 in the paper): entropy of the prediction
+      weighted by ``d_s``/``d_c`` and normalised by their non-zero count (entropy *reduction*, methods.md).
+
+    Defaults are Table A5's ACDC row (λ_segc 0.1, λ_lorm 0.5, λ_s 1, λ_c 6); the network, optimiser, schedule and
+    inference are nnU-Net's (the LoRM head is not run in eval mode). DDP: stage 1 runs on rank 0 while the other ranks
+    wait for the committed folder; all stage-2 terms are per rank (batch means).
+    """
+
+    # ---- stage 1 (Table A4, ScribbleACDC)
+    lambda_cls: float = 0.1
+    lambda_segs_stage1: float = 0.9
+    stage1_fraction: float = 0.2  # stage-1 iterations as a fraction of num_epochs * num_iterations_per_epoch
+    cam_stride: int = 8  # the CAM is read at the encoder stage closest to this stride
+    cam_threshold: float = -1.0  # < 0: chosen on the scribbles
+    pseudo_labels_raw: str = ""  # a user's pseudo labels (raw label files named like labelsTr) instead of stage 1
+    # ---- stage 2 (eq. 5-19, Table A5 ScribbleACDC)
+    lambda_segc: float = 0.1
+    label_smoothing: float = 0.2
+    lambda_lorm: float = 0.5
+    lambda_s: float = 1.0
+    lambda_c: float = 6.0
+    weight_ds: float = 1.0
+    weight_dc: float = 1.0
+    #: LoRM token budget per sample (read when the network is built: change it in a subclass, not via the env).
+    lorm_max_tokens: int = 1024
+    #: Whether the network has the LoRM head (structure; ablation subclasses set it).
+    use_lorm: bool = True
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device("cuda")):
+        super().__init__(plans, configuration, fold, dataset_json, device)
+        if self.configuration_manager.previous_stage_name is not None:
+            raise ValueError(f"nnUNetTrainerCSPNet cannot train the cascaded configuration '{configuration}': its "
+                             f"pseudo labels use the loader's previous-stage channel. Use 2d or 3d_fullres.")
+        self._stage = 2
+        self.pseudo_label_folder: str | None = None
+
+    # ------------------------------------------------------------------ network
+    @classmethod
+    def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
+                                   num_input_channels: int, num_output_channels: int,
+                                   enable_deep_supervision: bool = True) -> nn.Module:
+        base = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
+                                                        num_output_channels, enable_deep_supervision)
+        if not cls.use_lorm:
+            return MultiDecoderNetwork(base, num_aux=0)
+        stage = lorm_stage(base.encoder.strides, configuration_manager.patch_size, cls.lorm_max_tokens)
+        return MultiDecoderNetwork(base, num_aux=0, head=LoRMHead.for_encoder(base.encoder, stage), head_stage=stage)
+
+    def cam_stage(self) -> int:
+        """Encoder stage of stage 1's classifier (closest to ``cam_stride``)."""
+        strides = self.configuration_manager.network_arch_init_kwargs["strides"]
+        return stage_closest_to_stride(strides, self.cam_stride)
+
+    # ------------------------------------------------------------------ stage 1 / pseudo labels
+    def pseudo_label_key(self) -> str:
+        base = f"{self.plans_manager.plans_name}__{self.configuration_name}"
+        if self.pseudo_labels_raw:
+            return f"{stage1.user_folder_key(self.pseudo_labels_raw)}__{base}"
+        return f"{base}__fold_{self.fold}"
+
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        self.pseudo_label_folder = self.prepare_pseudo_labels()
+        self._stage = 2
+        super().on_train_start()
+
+    def prepare_pseudo_labels(self) -> str:
+        """The fold's complete pseudo-label folder: reused, imported from ``pseudo_labels_raw``, or made by stage 1."""
+        tr_keys, _ = self.do_split()
+        folder = os.path.join(stage1.pseudo_label_root(self.preprocessed_dataset_folder_base),
+                              self.pseudo_label_key())
+        if os.path.isdir(folder):
+            manifest = stage1.check_folder(folder, tr_keys, self.dataset_class)
+            self.print_to_log_file(f"CSPNet: reusing pseudo labels in {folder} (source {manifest['source']})")
+            return folder
+        if self.local_rank != 0:
+            stage1.wait_for_folder(folder)
+            return folder
+        os.makedirs(os.path.dirname(folder), exist_ok=True)
+        if self.pseudo_labels_raw:
+            stage1.import_user_pseudo_labels(self, self.pseudo_labels_raw, tr_keys, folder)
+        else:
+            self._stage = 1
+            loader_train, loader_val = self.get_dataloaders()
+            try:
+                model = stage1.train_stage1(self, loader_train)
+            finally:
+                for loader in (loader_train, loader_val):
+                    if hasattr(loader, "_finish"):
+                        loader._finish()
+            manifest = stage1.generate_pseudo_labels(self, model, tr_keys, folder)
+            summary = stage1.evaluate_against_dense(self, folder, tr_keys)
+            if summary is not None:
+                manifest["dice_vs_dense"] = {"mean": summary["mean"]["Dice"]["mean"],
+                                             "per_class": {n: m["Dice"]["mean"] for n, m in summary["per_class"].items()}}
+                stage1.save_json(manifest, os.path.join(folder, stage1.MANIFEST))
+        return folder
+
+    def get_tr_and_val_datasets(self):
+        dataset_tr, dataset_val = super().get_tr_and_val_datasets()
+        if self._stage == 2 and self.pseudo_label_folder is not None:
+            # the pseudo label is read like a cascade input: a second segmentation channel, augmented with the first
+            dataset_tr = self.dataset_class(self.preprocessed_dataset_folder, dataset_tr.identifiers,
+                                            folder_with_segs_from_previous_stage=self.pseudo_label_folder)
+        return dataset_tr, dataset_val
+
+    def extra_target_transforms(self) -> list[BasicTransform]:
+        if self._stage == 1:
+            return []
+        return [CSPNetMapsTransform(self.label_manager.ignore_label, self.lambda_s, self.lambda_c,
+                                    self.configuration_manager.spacing)]
+
+    # ------------------------------------------------------------------ stage 2 loss
+    def compute_loss_terms(self, data: torch.Tensor, target: torch.Tensor | list[torch.Tensor],
+                           extra: torch.Tensor | None = None) -> LossTerms:
+        out = self.network(data)
+        if not isinstance(out, MultiDecoderOutput):
+            raise RuntimeError("nnUNetTrainerCSPNet.compute_loss_terms needs the network in training mode")
+        ignore = self.label_manager.ignore_label
+        if extra is None:  # a batch without pseudo labels (e.g. a synthetic benchmark batch): scribbles stand in
+            extra = self._maps_from_labels((target[0] if isinstance(target, list) else target)[:, 0])
+        pseudo, d_s, d_c = extra[:, 0].round().long(), extra[:, 1].float(), extra[:, 2].float()
+        logits = out.main[0] if isinstance(out.main, (list, tuple)) else out.main
+        terms: LossTerms = {
+            "segs": (self.loss(out.main, target), 1.0),
+            "segc": (label_smoothed_ce(logits, pseudo, self.label_smoothing, ignore), self.lambda_segc),
+        }
+        if out.embeddings is not None:
+            features, query, key = out.embeddings
+            foreground = ((pseudo > 0) & (pseudo != ignore)).float().unsqueeze(1)
+            grid = F.interpolate(foreground, size=features.shape[2:], mode="area")[:, 0] > 0.5
+            delta = unwrap_network(self.network).head.delta
+            terms["lorm"] = (lorm_loss(features, query, key, grid, delta), self.lambda_lorm)
+        if self.weight_ds > 0:
+            terms["ds"] = (distance_perception_loss(logits, d_s), self.weight_ds)
+        if self.weight_dc > 0:
+            terms["dc"] = (distance_perception_loss(logits, d_c), self.weight_dc)
+        return terms
+
+    def _maps_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
+        ignore, spacing = self.label_manager.ignore_label, self.configuration_manager.spacing
+        maps = []
+        for s in labels.detach().cpu().numpy():
+            maps.append(np.stack([s.astype(np.float32), scribble_distance_map(s, ignore, self.lambda_s, spacing),
+                                  boundary_distance_map(s, ignore, self.lambda_c, spacing)]))
+        return torch.from_numpy(np.stack(maps)).to(labels.device)
+
+
+class nnUNetTrainerCSPNetNoLoRM(nnUNetTrainerCSPNet):
+    """Table VI line 9: ``L_segs + L_segc + L_ds + L_dc`` (no LoRM head)."""
+
+    use_lorm: bool = False
+
+
+class nnUNetTrainerCSPNetNoDPM(nnUNetTrainerCSPNet):
+    """Table VI line 8: ``L_segs + L_segc + L_lorm`` (no distance perception)."""
+
+    weight_ds: float = 0.0
+    weight_dc: float = 0.0
+
+
+class nnUNetTrainerCSPNetNoDs(nnUNetTrainerCSPNet):
+    """Table VI line 7: without the scribble distance term ``L_ds``."""
+
+    weight_ds: float = 0.0
+
+
+class nnUNetTrainerCSPNetNoDc(nnUNetTrainerCSPNet):
+    """Table VI line 6: without the pseudo-label boundary term ``L_dc``."""
+
+    weight_dc: float = 0.0
+
+
+class nnUNetTrainerCSPNetBasic(nnUNetTrainerCSPNet):
+    """Table VI line 3: ``L_basic = L_segs + λ_segc·L_segc`` only (no LoRM, no DPM)."""
+
+    use_lorm: bool = False
+    weight_ds: float = 0.0
+    weight_dc: float = 0.0

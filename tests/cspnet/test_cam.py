@@ -1,0 +1,104 @@
+"""CSPNet stage 1: CAM network shapes/gradients, image-level labels, CAM normalisation, thresholding, threshold choice."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from dynamic_network_architectures.architectures.unet import PlainConvUNet
+
+from nnunet_scribble.cspnet.cam import (CAMNetwork, cams_to_pseudo_label, choose_threshold, image_level_labels,
+                                        normalise_cams, stage1_loss, threshold_scores)
+
+
+def _encoder(dim: int):
+    conv = torch.nn.Conv2d if dim == 2 else torch.nn.Conv3d
+    norm = torch.nn.InstanceNorm2d if dim == 2 else torch.nn.InstanceNorm3d
+    net = PlainConvUNet(1, 3, (8, 16, 32), conv, 3, (1, 2, 2), 1, 4, 1, conv_bias=True, norm_op=norm,
+                        norm_op_kwargs={"affine": True}, nonlin=torch.nn.LeakyReLU, nonlin_kwargs={"inplace": True})
+    return net.encoder
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_cam_network_shapes_and_every_parameter_gets_a_gradient(dim):
+    model = CAMNetwork(_encoder(dim), cam_stage=1, num_classes=4)
+    x = torch.randn(2, 1, *([8] * (dim - 2)), 16, 16) if dim == 3 else torch.randn(2, 1, 16, 16)
+    cls, cam, seg = model(x)
+    assert cls.shape == (2, 3)
+    assert cam.shape == (2, 3, *[s // 2 for s in x.shape[2:]])
+    assert seg.shape == (2, 4, *x.shape[2:])
+    assert len(model.stages) == 2  # deeper stages dropped
+    labels = torch.full((2, *x.shape[2:]), 4)
+    labels[0, ..., 2, 3] = 1
+    labels[1, ..., 5, 5] = 0
+    l_cls, l_seg = stage1_loss(cls, seg, labels, ignore_label=4, lambda_cls=0.1, lambda_segs=0.9)
+    (0.1 * l_cls + 0.9 * l_seg).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+def test_cam_is_the_classifier_map_whose_mean_is_the_class_logit():
+    model = CAMNetwork(_encoder(2), cam_stage=2, num_classes=3)
+    cls, cam, _ = model(torch.randn(1, 1, 16, 16))
+    assert torch.allclose(cls, cam.flatten(2).mean(2))
+
+
+def test_image_level_labels_from_scribbles():
+    labels = torch.tensor([[[0, 4, 2], [4, 4, -1]], [[4, 4, 4], [4, 4, 4]], [[1, 3, 0], [4, 2, 2]]])
+    assert image_level_labels(labels, 4).tolist() == [[0, 1, 0], [0, 0, 0], [1, 1, 1]]
+
+
+def test_stage1_loss_values_by_hand():
+    # soft margin: mean_k [y log(1+e^-x) + (1-y) log(1+e^x)]; pCE over the two annotated voxels
+    cls = torch.tensor([[0.0, 2.0]])
+    seg = torch.zeros(1, 3, 1, 2)
+    seg[0, 1, 0, 0] = math.log(2)  # probs at voxel 0: (1, 2, 1)/4
+    labels = torch.tensor([[[1, 0]]])  # class 1 present, class 2 absent
+    l_cls, l_seg = stage1_loss(cls, seg, labels, ignore_label=3, lambda_cls=1.0, lambda_segs=1.0)
+    expected_cls = (math.log(2) + math.log(1 + math.e ** 2)) / 2
+    expected_seg = (-math.log(0.5) - math.log(1 / 3)) / 2
+    assert l_cls.item() == pytest.approx(expected_cls, rel=1e-6)
+    assert l_seg.item() == pytest.approx(expected_seg, rel=1e-6)
+
+
+def test_stage1_loss_without_annotation_is_finite():
+    seg = torch.randn(2, 3, 4, 4, requires_grad=True)
+    cls = torch.randn(2, 2, requires_grad=True)
+    l_cls, l_seg = stage1_loss(cls, seg, torch.full((2, 4, 4), 3), 3, 0.1, 0.9)
+    assert l_seg.item() == 0.0 and torch.isfinite(l_cls)
+    (l_cls + l_seg).backward()
+
+
+def test_normalise_cams_relu_max_and_absent_classes():
+    cams = torch.tensor([[[-1.0, 2.0], [4.0, 1.0]], [[3.0, 3.0], [0.0, -5.0]], [[9.0, 1.0], [1.0, 1.0]]])
+    out = normalise_cams(cams, [True, True, False], eps=0.0)
+    assert torch.allclose(out[0], torch.tensor([[0.0, 0.5], [1.0, 0.25]]))
+    assert torch.allclose(out[1], torch.tensor([[1.0, 1.0], [0.0, 0.0]]))
+    assert (out[2] == 0).all()
+    with pytest.raises(ValueError):
+        normalise_cams(cams, [True, False])
+
+
+def test_cam_thresholding_on_a_constructed_activation():
+    # class 1 peaks on the left, class 2 on the right, nothing above 0.5 in the middle column
+    cams = torch.tensor([[[1.0, 0.3, 0.1]], [[0.2, 0.4, 0.9]]])  # (K-1=2, 1, 3)
+    assert cams_to_pseudo_label(cams, 0.5).tolist() == [[1, 0, 2]]
+    assert cams_to_pseudo_label(cams, 0.35).tolist() == [[1, 2, 2]]
+    assert cams_to_pseudo_label(cams, 0.95).tolist() == [[1, 0, 0]]
+    # scribbles override; the ignore label (3) and -1 do not
+    scribble = torch.tensor([[0, 3, -1]])
+    assert cams_to_pseudo_label(cams, 0.35, scribble, num_classes=3).tolist() == [[0, 2, 2]]
+
+
+def test_threshold_choice_maximises_mean_recall_on_scribbles():
+    # one image: background scribble where the CAM is 0.3, class-1 scribble where it is 0.8
+    cams = torch.tensor([[[0.3, 0.8, 0.0]]])  # (1, 1, 3)
+    scribble = torch.tensor([[0, 1, 2]])  # 2 = ignore (num_classes 2)
+    thresholds = (0.2, 0.5, 0.9)
+    scores = threshold_scores(cams, scribble, 2, thresholds)
+    assert scores.shape == (3, 2, 2)
+    assert scores[:, 1].tolist() == [[1, 1]] * 3  # one scribble voxel per class
+    assert scores[:, 0].tolist() == [[0, 1], [1, 1], [1, 0]]
+    threshold, recall = choose_threshold(scores, thresholds)
+    assert (threshold, recall) == (0.5, 1.0)
+    with pytest.raises(ValueError):
+        choose_threshold(np.zeros((3, 2, 2), dtype=np.int64), thresholds)
