@@ -19,6 +19,9 @@ What is measured, for ``nnUNetTrainer`` first and then each trainer of ``-tr``, 
   activations). CPU: the increase of the process's peak resident set size (``resource.getrusage`` ``ru_maxrss``)
   over its resident size just before the first step; every measurement runs in a fresh subprocess, so peaks of one
   trainer never hide another's. Median over repetitions.
+- **FLOPs per step**: the floating-point operations of one ``train_step`` (forward and backward; convolutions and
+  matrix products, counted by ``torch.utils.flop_counter.FlopCounterMode``): a machine-independent figure, the
+  ratio a quiet machine's step-time ratio tends to when the step is compute-bound.
 - **inference time per case**: ``nnUNetPredictor.predict_single_npy_array`` on the same random volume
   (``--volume``, default twice the patch in every axis; 2D configurations get ``--slices`` slices), with the network
   built as ``nnUNetv2_predict`` builds it (``build_network_architecture(..., enable_deep_supervision=False)`` and a
@@ -141,6 +144,16 @@ def time_steps(trainer, batch: dict, warmup: int, steps: int, device) -> tuple[l
     return times, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
 
 
+def count_flops(trainer, batch: dict) -> float:
+    """FLOPs of one ``train_step`` (forward + backward), counted by PyTorch's ``FlopCounterMode``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainer.network.train()
+    with FlopCounterMode(display=False) as counter:
+        trainer.train_step(batch)
+    return float(counter.get_total_flops())
+
+
 def time_inference(trainer, args: argparse.Namespace, device) -> list[float]:
     """Seconds per ``predict_single_npy_array`` call on one random volume, as ``nnUNetv2_predict`` runs it."""
     import numpy as np
@@ -184,8 +197,10 @@ def worker(args: argparse.Namespace) -> dict:
         trainer.initialize()
         batch = synthetic_batch(trainer, args.annotated)
         step_times, peak_mib = time_steps(trainer, batch, args.warmup, args.steps, device)
+        flops = count_flops(trainer, batch)
         inference = time_inference(trainer, args, device) if args.inference_reps > 0 else []
     return {"trainer": args.worker, "step_s": step_times, "peak_mib": peak_mib, "inference_s": inference,
+            "flops": flops,
             "patch_size": list(trainer.configuration_manager.patch_size),
             "batch_size": trainer.configuration_manager.batch_size,
             "parameters": sum(p.numel() for p in trainer.network.parameters())}
@@ -210,16 +225,18 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
         out[name] = {"step_ms": 1000 * statistics.median(steps), "peak_mib": statistics.median(r["peak_mib"]
                                                                                               for r in runs),
                      "inference_s": statistics.median(inference) if inference else float("nan"),
-                     "parameters": runs[0]["parameters"], "steps": len(steps)}
+                     "parameters": runs[0]["parameters"], "steps": len(steps), "gflops": runs[0]["flops"] / 1e9}
     return out
 
 
 def format_table(summary: dict[str, dict]) -> str:
     ref = summary[REFERENCE]
-    rows = ["| trainer | params | step ms | × time | peak MiB | × memory | inference s/case | × inference |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    rows = ["| trainer | params | GFLOP/step | × FLOPs | step ms | × time | peak MiB | × memory | inference s/case "
+            "| × inference |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in summary.items():
-        rows.append(f"| {name} | {s['parameters']:,} | {s['step_ms']:.1f} | {s['step_ms'] / ref['step_ms']:.2f} | "
+        rows.append(f"| {name} | {s['parameters']:,} | {s['gflops']:.1f} | {s['gflops'] / ref['gflops']:.2f} | "
+                    f"{s['step_ms']:.1f} | {s['step_ms'] / ref['step_ms']:.2f} | "
                      f"{s['peak_mib']:.1f} | {s['peak_mib'] / ref['peak_mib']:.2f} | {s['inference_s']:.3f} | "
                      f"{s['inference_s'] / ref['inference_s']:.3f} |")
     return "\n".join(rows)

@@ -16,11 +16,13 @@ Stage 1 checkpoints itself to ``fold_<f>/cspnet_stage1/checkpoint_stage1.pth`` (
 """
 from __future__ import annotations
 
+import glob
 import hashlib
-import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,12 +81,26 @@ def check_folder(folder: str, identifiers: list[str], dataset_class: type) -> di
     return load_json(manifest_file)
 
 
-def commit_folder(tmp: str, folder: str) -> None:
-    """Move a finished temporary folder into place (atomic on one file system)."""
-    if os.path.isdir(folder):  # another rank/process finished first: keep theirs
+@contextmanager
+def staged_folder(folder: str) -> Iterator[str]:
+    """Yield a fresh ``<folder>.tmp-<pid>`` and move it to ``folder`` when the block succeeds (atomic rename).
+
+    Leftovers of killed runs (``<folder>.tmp-*``) are removed first; on an exception the temporary folder is removed
+    and ``folder`` stays absent, so a folder that exists is always complete.
+    """
+    for stale in glob.glob(glob.escape(folder) + ".tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = f"{folder}.tmp-{os.getpid()}"
+    os.makedirs(tmp)
+    try:
+        yield tmp
+    except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        return
-    os.replace(tmp, folder)
+        raise
+    if os.path.isdir(folder):  # another process finished first: keep theirs
+        shutil.rmtree(tmp, ignore_errors=True)
+    else:
+        os.replace(tmp, folder)
 
 
 def wait_for_folder(folder: str, poll_s: float = 10.0) -> None:
@@ -179,13 +195,16 @@ def train_stage1(trainer: nnUNetTrainerCSPNet, dataloader) -> CAMNetwork:
 
 # ---------------------------------------------------------------------------------------------- CAM inference
 @torch.no_grad()
-def sliding_window_cams(model: CAMNetwork, image: torch.Tensor, patch_size: tuple[int, ...],
-                        step: float = 0.5, batch_size: int = 8) -> torch.Tensor:
-    """CAM logits (eq. 10 before the ReLU) of one image, ``(C_in, *spatial)`` -> ``(K-1, *spatial)``.
+def sliding_window_outputs(model: CAMNetwork, image: torch.Tensor, patch_size: tuple[int, ...],
+                           step: float = 0.5, batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """CAM logits (eq. 10 before the ReLU) and segmentation-head logits of one image ``(C_in, *spatial)``.
 
     Tiles of ``patch_size`` with overlap ``1 - step`` (nnU-Net's tiling); each tile's CAM is upsampled to the tile
     and the overlaps are averaged. Images smaller than the patch are zero-padded (nnU-Net's padding value in the
     normalised space) and cropped back.
+
+    Returns:
+        ``(K-1, *spatial)`` CAM logits and ``(K, *spatial)`` segmentation logits.
     """
     import torch.nn.functional as F
 
@@ -200,28 +219,31 @@ def sliding_window_cams(model: CAMNetwork, image: torch.Tensor, patch_size: tupl
     grids = np.meshgrid(*steps, indexing="ij")
     corners = list(zip(*(g.ravel() for g in grids)))
     k = model.classifier.out_channels
-    acc = torch.zeros((k, *padded), device=image.device)
+    acc = torch.zeros((2 * k + 1, *padded), device=image.device)
     count = torch.zeros((1, *padded), device=image.device)
     mode = "bilinear" if image.ndim == 3 else "trilinear"
     for i in range(0, len(corners), batch_size):
         chunk = corners[i:i + batch_size]
         slices = [tuple(slice(c, c + p) for c, p in zip(corner, patch_size)) for corner in chunk]
         tiles = torch.stack([image[(slice(None), *s)] for s in slices])
-        _, cam, _ = model(tiles)
+        _, cam, seg = model(tiles)
         cam = F.interpolate(cam.float(), size=tuple(patch_size), mode=mode, align_corners=False)
-        for s, c in zip(slices, cam):
+        both = torch.cat([cam, seg.float()], 1)
+        for s, c in zip(slices, both):
             acc[(slice(None), *s)] += c
             count[(slice(None), *s)] += 1
-    cams = acc / count
-    return cams[(slice(None), *(slice(0, s) for s in spatial))]
+    out = (acc / count)[(slice(None), *(slice(0, s) for s in spatial))]
+    return out[:k], out[k:]
 
 
-def case_cams(model: CAMNetwork, data: np.ndarray, seg: np.ndarray, num_classes: int, patch_size: list[int],
-              device: torch.device, step: float = 0.5):
-    """Normalised CAMs of one preprocessed case, image by image (2D: per slice, 3D: the volume).
+def case_outputs(model: CAMNetwork, data: np.ndarray, seg: np.ndarray, num_classes: int, patch_size: list[int],
+                 device: torch.device, step: float = 0.5):
+    """Stage-1 outputs of one preprocessed case, image by image (2D configuration: per slice, 3D: the volume).
 
-    Yields ``(index, cams (K-1, *image), scribble (*image))`` with ``index`` the slice (2D) or ``None`` (3D).
-    A class counts as present in an image when the image's scribbles contain it.
+    Yields ``(index, cams, seg_probs, scribble)``: ``index`` is the slice (2D) or ``None`` (3D); ``cams`` the
+    normalised CAMs ``(K-1, *image)`` (:func:`~nnunet_scribble.cspnet.cam.normalise_cams`); ``seg_probs`` the
+    segmentation head's softmax ``(K, *image)`` with the foreground classes absent from the image set to 0. A class
+    is present in an image when the image's scribbles contain it.
     """
     two_d = len(patch_size) == 2
     images = [(z, data[:, z], seg[0, z]) for z in range(data.shape[1])] if two_d else [(None, data, seg[0])]
@@ -230,20 +252,30 @@ def case_cams(model: CAMNetwork, data: np.ndarray, seg: np.ndarray, num_classes:
         present = [bool((scribble_t == c).any()) for c in range(1, num_classes)]
         if not any(present):
             cams = torch.zeros((num_classes - 1, *scribble_t.shape), device=device)
+            probs = torch.zeros((num_classes, *scribble_t.shape), device=device)
+            probs[0] = 1
         else:
-            logits = sliding_window_cams(model, torch.from_numpy(np.asarray(img, dtype=np.float32)).to(device),
-                                         tuple(patch_size), step)
-            cams = normalise_cams(logits, present)
-        yield index, cams, scribble_t
+            cam_logits, seg_logits = sliding_window_outputs(
+                model, torch.from_numpy(np.asarray(img, dtype=np.float32)).to(device), tuple(patch_size), step)
+            cams = normalise_cams(cam_logits, present)
+            keep = torch.tensor([True, *present], device=device).view(-1, *(1,) * (seg_logits.ndim - 1))
+            probs = torch.softmax(seg_logits.masked_fill(~keep, float("-inf")), 0)
+        yield index, cams, probs, scribble_t
 
 
 def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, identifiers: list[str],
                            folder: str) -> dict:
     """Write the pseudo labels of ``identifiers`` into ``folder`` (atomically) and return the manifest.
 
-    With ``trainer.cam_threshold < 0`` a first pass over the cases picks the threshold with the best mean per-class
-    recall on the scribbles (:func:`~nnunet_scribble.cspnet.cam.choose_threshold`); the second pass writes.
+    ``trainer.pseudo_label_source``: ``"cam"`` (the paper: thresholded CAMs of the classes in the image, eq. 10)
+    or ``"segmentation"`` (the stage-1 segmentation head's argmax over background and the classes in the image).
+    Scribble voxels override either. For CAMs with ``trainer.cam_threshold < 0`` a first pass over the cases picks
+    the threshold with the best mean per-class recall on the scribbles
+    (:func:`~nnunet_scribble.cspnet.cam.choose_threshold`); the second pass writes.
     """
+    source = trainer.pseudo_label_source
+    if source not in ("cam", "segmentation"):
+        raise ValueError(f"pseudo_label_source must be 'cam' or 'segmentation', got {source!r}")
     model.eval()
     dataset = trainer.dataset_class(trainer.preprocessed_dataset_folder, identifiers)
     k = trainer.label_manager.num_segmentation_heads
@@ -252,38 +284,41 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
     device = trainer.device
     threshold, recall = trainer.cam_threshold, None
     t0 = time.time()
-    if threshold < 0:
+    if source == "cam" and threshold < 0:
         scores = np.zeros((len(CANDIDATE_THRESHOLDS), 2, k), dtype=np.int64)
         for identifier in identifiers:
             data, seg, _, _ = dataset.load_case(identifier)
-            for _, cams, scribble in case_cams(model, data, seg, k, patch, device):
+            for _, cams, _, scribble in case_outputs(model, data, seg, k, patch, device):
                 scores += threshold_scores(cams, scribble, k)
         threshold, recall = choose_threshold(scores)
         trainer.print_to_log_file(f"CSPNet stage 1: CAM threshold {threshold} chosen on the scribbles (mean "
                                   f"per-class recall {recall:.3f}; {time.time() - t0:.1f} s)")
-    tmp = f"{folder}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for identifier in identifiers:
-        data, seg, _, _ = dataset.load_case(identifier)
-        seg = np.asarray(seg[:])
-        out = np.full(seg.shape[1:], ignore, dtype=np.int8)
-        for index, cams, scribble in case_cams(model, data, seg, k, patch, device):
-            label = cams_to_pseudo_label(cams, threshold, scribble, k).cpu().numpy()
-            if index is None:
-                out[...] = label
-            else:
-                out[index] = label
-        out[seg[0] < 0] = -1  # outside nnU-Net's non-zero crop mask, as in the scribble map
-        save_label(os.path.join(tmp, identifier), out, trainer.dataset_class)
-    manifest = {"source": "stage1", "threshold": threshold, "scribble_recall": recall,
+    manifest = {"source": "stage1", "pseudo_label_source": source,
+                "threshold": threshold if source == "cam" else None, "scribble_recall": recall,
                 "cam_stage": trainer.cam_stage(), "stage1_iterations": stage1_iterations(trainer),
                 "cases": identifiers, "file_ending": file_ending(trainer.dataset_class),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    save_json(manifest, os.path.join(tmp, MANIFEST))
-    commit_folder(tmp, folder)
-    trainer.print_to_log_file(f"CSPNet stage 1: pseudo labels of {len(identifiers)} cases written to {folder} "
-                              f"({time.time() - t0:.1f} s)")
+    with staged_folder(folder) as tmp:
+        for identifier in identifiers:
+            data, seg, _, _ = dataset.load_case(identifier)
+            seg = np.asarray(seg[:])
+            out = np.full(seg.shape[1:], ignore, dtype=np.int8)
+            for index, cams, probs, scribble in case_outputs(model, data, seg, k, patch, device):
+                if source == "cam":
+                    label = cams_to_pseudo_label(cams, threshold, scribble, k)
+                else:
+                    annotated = (scribble >= 0) & (scribble < k)
+                    label = torch.where(annotated, scribble, probs.argmax(0))
+                label = label.cpu().numpy()
+                if index is None:
+                    out[...] = label
+                else:
+                    out[index] = label
+            out[seg[0] < 0] = -1  # outside nnU-Net's non-zero crop mask, as in the scribble map
+            save_label(os.path.join(tmp, identifier), out, trainer.dataset_class)
+        save_json(manifest, os.path.join(tmp, MANIFEST))
+    trainer.print_to_log_file(f"CSPNet stage 1: pseudo labels ({source}) of {len(identifiers)} cases written to "
+                              f"{folder} ({time.time() - t0:.1f} s)")
     return manifest
 
 
@@ -317,26 +352,24 @@ def import_user_pseudo_labels(trainer: nnUNetTrainerCSPNet, raw_folder: str, ide
     files = get_filenames_of_train_images_and_targets(raw_dataset, trainer.dataset_json)
     preprocessor = trainer.configuration_manager.preprocessor_class(verbose=False)
     rw = trainer.plans_manager.image_reader_writer_class()
-    tmp = f"{folder}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
-    for identifier in identifiers:
-        label_file = os.path.join(raw_folder, identifier + ending)
-        label, _ = rw.read_seg(label_file)
-        image, _ = rw.read_images(files[identifier]["images"])
-        if label.shape[1:] != image.shape[1:]:
-            raise ValueError(f"{label_file}: shape {label.shape[1:]} does not match the image's {image.shape[1:]}")
-        bad = np.setdiff1d(np.unique(label), [*range(k), ignore])
-        if bad.size:
-            raise ValueError(f"{label_file}: values {bad.tolist()} are not classes 0..{k - 1} (or the ignore label "
-                             f"{ignore})")
-        _, seg, _ = preprocessor.run_case(files[identifier]["images"], label_file, trainer.plans_manager,
-                                          trainer.configuration_manager, trainer.dataset_json)
-        save_label(os.path.join(tmp, identifier), seg[0], trainer.dataset_class)
     manifest = {"source": f"user:{os.path.abspath(raw_folder)}", "cases": identifiers,
                 "file_ending": file_ending(trainer.dataset_class), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
-    save_json(manifest, os.path.join(tmp, MANIFEST))
-    commit_folder(tmp, folder)
+    with staged_folder(folder) as tmp:
+        for identifier in identifiers:
+            label_file = os.path.join(raw_folder, identifier + ending)
+            label, _ = rw.read_seg(label_file)
+            image, _ = rw.read_images(files[identifier]["images"])
+            if label.shape[1:] != image.shape[1:]:
+                raise ValueError(f"{label_file}: shape {label.shape[1:]} does not match the image's "
+                                 f"{image.shape[1:]}")
+            bad = np.setdiff1d(np.unique(label), [*range(k), ignore])
+            if bad.size:
+                raise ValueError(f"{label_file}: values {bad.tolist()} are not classes 0..{k - 1} (or the ignore "
+                                 f"label {ignore})")
+            _, seg, _ = preprocessor.run_case(files[identifier]["images"], label_file, trainer.plans_manager,
+                                              trainer.configuration_manager, trainer.dataset_json)
+            save_label(os.path.join(tmp, identifier), seg[0], trainer.dataset_class)
+        save_json(manifest, os.path.join(tmp, MANIFEST))
     trainer.print_to_log_file(f"CSPNet: imported {len(identifiers)} pseudo labels from {raw_folder} into {folder}")
     return manifest
 

@@ -62,6 +62,7 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
     stage1_fraction: float = 0.2  # stage-1 iterations as a fraction of num_epochs * num_iterations_per_epoch
     cam_stride: int = 8  # the CAM is read at the encoder stage closest to this stride
     cam_threshold: float = -1.0  # < 0: chosen on the scribbles
+    pseudo_label_source: str = "cam"  # "cam" (eq. 10, the paper) or "segmentation" (stage 1's segmentation head)
     pseudo_labels_raw: str = ""  # a user's pseudo labels (raw label files named like labelsTr) instead of stage 1
     # ---- stage 2 (eq. 5-19, Table A5 ScribbleACDC)
     lambda_segc: float = 0.1
@@ -107,7 +108,8 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         base = f"{self.plans_manager.plans_name}__{self.configuration_name}"
         if self.pseudo_labels_raw:
             return f"{stage1.user_folder_key(self.pseudo_labels_raw)}__{base}"
-        return f"{base}__fold_{self.fold}"
+        source = "" if self.pseudo_label_source == "cam" else f"__{self.pseudo_label_source}"
+        return f"{base}__fold_{self.fold}{source}"
 
     def on_train_start(self):
         if not self.was_initialized:
