@@ -69,6 +69,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--volume", type=int, nargs="+", default=None, help="inference volume shape (spatial axes)")
     p.add_argument("--slices", type=int, default=4, help="slices of the 2D inference volume (default: %(default)s)")
     p.add_argument("--mirroring", action="store_true", help="test-time mirroring in the inference measurement")
+    p.add_argument("--batch_size", type=int, default=None,
+                   help="override the plans' batch size (ratios of FLOPs do not depend on it; CPU runs get cheaper)")
     p.add_argument("--json", default=None, help="write the raw results to this file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -190,6 +192,8 @@ def worker(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["nnUNet_results"] = tmp  # trainer logs go to a throw-away folder
         plans, dataset_json, config = load_plans(args, Path(tmp))
+        if args.batch_size is not None:
+            plans["configurations"][config]["batch_size"] = args.batch_size
         device = torch.device(args.device)
         cls = recursive_find_trainer_class_by_name(args.worker)
         torch.manual_seed(0)

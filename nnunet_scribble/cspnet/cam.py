@@ -193,3 +193,45 @@ def choose_threshold(scores: np.ndarray, thresholds: Sequence[float] = CANDIDATE
     recall = (correct[:, has] / total[:, has]).mean(1)
     best = int(np.argmax(recall))
     return float(thresholds[best]), float(recall[best])
+
+
+def gate_by_scribble_distance(label: np.ndarray, scribble: np.ndarray, num_classes: int, max_distance: float,
+                              spacing: Sequence[float] | None = None) -> np.ndarray:
+    """Set foreground pseudo labels farther than ``max_distance`` from every scribble of their class to background.
+
+    Scribbles are drawn inside each structure, and a structure rarely extends far beyond its strokes, whereas CAMs and
+    shallow heads fire on look-alike tissue anywhere in the image. This gate is the refinement used here instead of
+    ToCo's pixel-adaptive refinement (which the paper uses and whose code was not released): it removes the far-field
+    false positives that dominate the pseudo labels' HD95. Dimension-agnostic; distances are in units of the finest
+    axis of ``spacing`` (voxels when ``None``), as the other distance maps of this package.
+
+    Args:
+        label: ``(*spatial)`` pseudo label, classes ``0..K-1``.
+        scribble: ``(*spatial)`` scribble labels of the same image (values outside ``1..K-1`` are not foreground
+            scribbles).
+        num_classes: ``K``.
+        max_distance: cut-off; ``inf`` disables the gate.
+        spacing: voxel spacing per axis.
+
+    Returns:
+        The gated label (a copy).
+    """
+    from scipy.ndimage import distance_transform_edt
+
+    from nnunet_scribble.transforms.distance_maps import relative_spacing
+
+    out = np.array(label, copy=True)
+    if not np.isfinite(max_distance):
+        return out
+    sampling = relative_spacing(spacing, out.ndim)
+    for c in range(1, num_classes):
+        on = out == c
+        if not on.any():
+            continue
+        seeds = scribble == c
+        if not seeds.any():
+            out[on] = 0
+            continue
+        far = distance_transform_edt(~seeds, sampling=sampling) > max_distance
+        out[on & far] = 0
+    return out

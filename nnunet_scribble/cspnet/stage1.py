@@ -31,7 +31,7 @@ from batchgenerators.utilities.file_and_folder_operations import load_json, save
 from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
 
 from nnunet_scribble.cspnet.cam import (CANDIDATE_THRESHOLDS, CAMNetwork, cams_to_pseudo_label, choose_threshold,
-                                        normalise_cams, stage1_loss, threshold_scores)
+                                        gate_by_scribble_distance, normalise_cams, stage1_loss, threshold_scores)
 
 if TYPE_CHECKING:
     from nnunet_scribble.trainers.nnUNetTrainerCSPNet import nnUNetTrainerCSPNet
@@ -269,7 +269,8 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
 
     ``trainer.pseudo_label_source``: ``"cam"`` (the paper: thresholded CAMs of the classes in the image, eq. 10)
     or ``"segmentation"`` (the stage-1 segmentation head's argmax over background and the classes in the image).
-    Scribble voxels override either. For CAMs with ``trainer.cam_threshold < 0`` a first pass over the cases picks
+    Scribble voxels override either, and foreground farther than ``trainer.pseudo_label_max_distance`` from every
+    scribble of its class becomes background (:func:`~nnunet_scribble.cspnet.cam.gate_by_scribble_distance`). For CAMs with ``trainer.cam_threshold < 0`` a first pass over the cases picks
     the threshold with the best mean per-class recall on the scribbles
     (:func:`~nnunet_scribble.cspnet.cam.choose_threshold`); the second pass writes.
     """
@@ -283,6 +284,7 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
     patch = trainer.configuration_manager.patch_size
     device = trainer.device
     threshold, recall = trainer.cam_threshold, None
+    spacing = trainer.configuration_manager.spacing
     t0 = time.time()
     if source == "cam" and threshold < 0:
         scores = np.zeros((len(CANDIDATE_THRESHOLDS), 2, k), dtype=np.int64)
@@ -293,7 +295,7 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
         threshold, recall = choose_threshold(scores)
         trainer.print_to_log_file(f"CSPNet stage 1: CAM threshold {threshold} chosen on the scribbles (mean "
                                   f"per-class recall {recall:.3f}; {time.time() - t0:.1f} s)")
-    manifest = {"source": "stage1", "pseudo_label_source": source,
+    manifest = {"source": "stage1", "pseudo_label_source": source, "max_distance": trainer.pseudo_label_max_distance,
                 "threshold": threshold if source == "cam" else None, "scribble_recall": recall,
                 "cam_stage": trainer.cam_stage(), "stage1_iterations": stage1_iterations(trainer),
                 "cases": identifiers, "file_ending": file_ending(trainer.dataset_class),
@@ -309,7 +311,8 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
                 else:
                     annotated = (scribble >= 0) & (scribble < k)
                     label = torch.where(annotated, scribble, probs.argmax(0))
-                label = label.cpu().numpy()
+                label = gate_by_scribble_distance(label.cpu().numpy(), scribble.cpu().numpy(), k,
+                                                  trainer.pseudo_label_max_distance, spacing)
                 if index is None:
                     out[...] = label
                 else:

@@ -31,7 +31,9 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
     ``cam_stride``) with ``lambda_cls * soft-margin + lambda_segs_stage1 * pCE`` (eq. 9, Table A4 ACDC: 0.1/0.9) on
     nnU-Net's own augmented batches for ``stage1_fraction`` of stage 2's iterations, thresholds its CAMs (eq. 10;
     threshold chosen on the scribbles unless ``cam_threshold >= 0``) into one map per training case (2D: per slice),
-    lets scribble voxels override it and writes it next to the preprocessed data. A user's own pseudo labels:
+    lets scribble voxels override it, sets foreground farther than ``pseudo_label_max_distance`` from its class's
+    scribbles to background (instead of ToCo's PAR, see :func:`~nnunet_scribble.cspnet.cam.gate_by_scribble_distance`)
+    and writes it next to the preprocessed data. A user's own pseudo labels:
     ``pseudo_labels_raw`` = a folder of label files named like ``labelsTr`` (see :mod:`nnunet_scribble.cspnet.stage1`
     for storage, atomic writes and resuming).
 
@@ -63,6 +65,9 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
     cam_stride: int = 8  # the CAM is read at the encoder stage closest to this stride
     cam_threshold: float = -1.0  # < 0: chosen on the scribbles
     pseudo_label_source: str = "cam"  # "cam" (eq. 10, the paper) or "segmentation" (stage 1's segmentation head)
+    #: Foreground pseudo labels farther than this from every scribble of their class become background (voxels of
+    #: the finest axis; inf: off). Replaces ToCo's PAR refinement; ACDC evidence in the issue-7 note.
+    pseudo_label_max_distance: float = 15.0
     pseudo_labels_raw: str = ""  # a user's pseudo labels (raw label files named like labelsTr) instead of stage 1
     # ---- stage 2 (eq. 5-19, Table A5 ScribbleACDC)
     lambda_segc: float = 0.1

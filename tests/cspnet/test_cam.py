@@ -102,3 +102,18 @@ def test_threshold_choice_maximises_mean_recall_on_scribbles():
     assert (threshold, recall) == (0.5, 1.0)
     with pytest.raises(ValueError):
         choose_threshold(np.zeros((3, 2, 2), dtype=np.int64), thresholds)
+
+
+def test_distance_gate_removes_far_foreground_of_each_class():
+    from nnunet_scribble.cspnet.cam import gate_by_scribble_distance
+
+    label = np.array([[1, 1, 1, 1, 1, 2, 2]])
+    scribble = np.array([[1, 4, 4, 4, 4, 4, 4]])  # class 1 scribbled at x=0, class 2 not at all
+    out = gate_by_scribble_distance(label, scribble, 3, max_distance=2.0)
+    assert out.tolist() == [[1, 1, 1, 0, 0, 0, 0]]  # distance <= 2 kept; class 2 without scribble removed
+    assert gate_by_scribble_distance(label, scribble, 3, float("inf")).tolist() == label.tolist()
+    # spacing-aware in 3D: one slice away at 5x spacing is 5 units
+    label3 = np.ones((2, 1, 1), dtype=int)
+    scribble3 = np.array([[[1]], [[4]]])
+    assert gate_by_scribble_distance(label3, scribble3, 2, 4.0, spacing=(5.0, 1.0, 1.0)).ravel().tolist() == [1, 0]
+    assert gate_by_scribble_distance(label3, scribble3, 2, 5.0, spacing=(5.0, 1.0, 1.0)).ravel().tolist() == [1, 1]
