@@ -146,12 +146,28 @@ def time_steps(trainer, batch: dict, warmup: int, steps: int, device) -> tuple[l
     return times, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
 
 
+def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
+                        _output_padding, _groups, output_mask, out_shape=None) -> int:
+    """Backward FLOPs of a convolution: the forward count once per requested gradient (input, weight).
+
+    PyTorch's own formula (2.13) multiplies the weight gradient of a grouped convolution by the number of groups
+    (a depth-wise 3x3 convolution's backward is counted ~64x too high), which would inflate every network with
+    depth-wise convolutions (PCLMix's transformer decoder).
+    """
+    from torch.utils.flop_counter import conv_flop_count
+
+    forward = conv_flop_count(list(x_shape), list(w_shape), list(grad_out_shape), transposed=transposed)
+    return forward * (int(output_mask[0]) + int(output_mask[1]))
+
+
 def count_flops(trainer, batch: dict) -> float:
     """FLOPs of one ``train_step`` (forward + backward), counted by PyTorch's ``FlopCounterMode``."""
+    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     trainer.network.train()
-    with FlopCounterMode(display=False) as counter:
+    mapping = {torch.ops.aten.convolution_backward: _conv_backward_flop}
+    with FlopCounterMode(display=False, custom_mapping=mapping) as counter:
         trainer.train_step(batch)
     return float(counter.get_total_flops())
 

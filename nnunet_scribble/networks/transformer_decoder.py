@@ -7,8 +7,11 @@ embeddings are never registered, hence never trained):
   concatenation with the skip, a stage block, a 1x1 segmentation head; deep-supervision outputs are returned exactly
   like ``UNetDecoder`` (list, full resolution first; one tensor when ``deep_supervision`` is false);
 - the stage block is a stack of transformer blocks at the *coarse* stages (the bottleneck, and every decoder stage
-  whose output stride is at least ``attention_min_stride`` along some axis, default 8) and nnU-Net's convolution
-  block at the fine stages, where attention would cost the most memory and adds the least;
+  whose output stride is at least ``attention_min_stride`` along some axis, default 8) and a light block at the fine
+  stages (1x1 + depth-wise 3x3 convolution, :class:`LightFuseBlock`), where attention would cost the most and adds
+  the least: the counterpart of Swin-Unet's final linear x4 patch expansion. With nnU-Net's full convolution blocks
+  there (``fine_stage="conv"``) this decoder cost as much as the planned one and a PCLMix step 5x an nnU-Net step
+  in FLOPs (ACDC 2d cpu plan), above the 3.5x budget of three passes; light fine stages bring it to ~3.3x;
 - attention is windowed (non-overlapping windows of ``window_size`` voxels per axis, 8 in 2D and 4 in 3D, i.e. 64
   tokens; clipped to the feature map, which is zero-padded to a multiple of the window with padded keys masked), so
   the cost grows linearly with the patch size and any patch size works;
@@ -16,7 +19,7 @@ embeddings are never registered, hence never trained):
   position encoding, Chu et al. 2021) and a depth-wise convolution inside the MLP (Mix-FFN, Xie et al. 2021) passes
   information between windows (instead of Swin's shifted windows). Both are trained and work for any size.
 
-Memory estimate (activations kept for backward, fp16 as under nnU-Net's autocast; heads of 32 channels, depth 2,
+Memory estimate for ``fine_stage="conv"`` (an upper bound for the default light fine stages; activations kept for backward, fp16 as under nnU-Net's autocast; heads of 32 channels, depth 2,
 MLP ratio 4, windows of 64 tokens; counted with ``torch.autograd.graph.saved_tensors_hooks`` on the meta device,
 an upper bound because tensors saved twice are counted twice):
 
@@ -145,6 +148,22 @@ class TransformerStage(nn.Module):
         return self.blocks(self.fuse(x))
 
 
+class LightFuseBlock(nn.Module):
+    """Cheap fine-stage block: 1x1 convolution (concatenated input -> ``channels``), depth-wise 3x3(x3) convolution,
+    the planned normalisation and non-linearity. About 1/13 of the FLOPs of nnU-Net's two 3x3 convolutions."""
+
+    def __init__(self, in_channels: int, channels: int, conv_op: type[nn.Module], norm_op, norm_op_kwargs, nonlin,
+                 nonlin_kwargs):
+        super().__init__()
+        self.point = conv_op(in_channels, channels, 1)
+        self.depth = conv_op(channels, channels, 3, padding=1, groups=channels)
+        self.norm = norm_op(channels, **(norm_op_kwargs or {})) if norm_op is not None else nn.Identity()
+        self.nonlin = nonlin(**(nonlin_kwargs or {})) if nonlin is not None else nn.LeakyReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.nonlin(self.norm(self.depth(self.point(x))))
+
+
 class TransformerDecoder(nn.Module):
     """Decoder for the skips of an nnU-Net encoder: attention at coarse stages, convolutions at fine ones.
 
@@ -164,12 +183,18 @@ class TransformerDecoder(nn.Module):
         head_dim: channels per attention head.
         window_size: window extent per axis (default 8 in 2D, 4 in 3D: 64 tokens).
         mlp_ratio: hidden width of the MLP relative to the stage width.
+        fine_stage: block of the fine stages: ``"light"`` (default, :class:`LightFuseBlock`: the role of
+            Swin-Unet's final linear patch expansion, a few percent of the planned decoder's FLOPs) or ``"conv"``
+            (nnU-Net's stacked 3x3 convolutions, as the planned decoder: the transformer decoder then costs about
+            as much as the planned one and a PCLMix step ~5x nnU-Net's instead of ~3.3x).
     """
 
     def __init__(self, encoder: nn.Module, num_classes: int, n_conv_per_stage: int | list[int],
                  deep_supervision: bool, attention_min_stride: int = 8, depth: int = 2, head_dim: int = 32,
-                 window_size: int | None = None, mlp_ratio: float = 4.0):
+                 window_size: int | None = None, mlp_ratio: float = 4.0, fine_stage: str = "light"):
         super().__init__()
+        if fine_stage not in ("light", "conv"):
+            raise ValueError(f"fine_stage must be 'light' or 'conv', got {fine_stage!r}")
         self.deep_supervision = deep_supervision
         self.num_classes = num_classes
         conv_op = encoder.conv_op
@@ -197,6 +222,9 @@ class TransformerDecoder(nn.Module):
             self.attention_stages.append(use_attention)
             if use_attention:
                 self.stages.append(TransformerStage(2 * skip, skip, depth, head_dim, window, conv_op, mlp_ratio))
+            elif fine_stage == "light":
+                self.stages.append(LightFuseBlock(2 * skip, skip, conv_op, encoder.norm_op, encoder.norm_op_kwargs,
+                                                  encoder.nonlin, encoder.nonlin_kwargs))
             else:
                 self.stages.append(StackedConvBlocks(
                     n_conv_per_stage[s - 1], conv_op, 2 * skip, skip, encoder.kernel_sizes[-(s + 1)], 1,
@@ -224,7 +252,8 @@ class TransformerDecoder(nn.Module):
             sizes.append(list(size))
         total = 22 * len(self.bottleneck.blocks) * self._channels[-1] * math.prod(sizes[-1])
         for i, stage in enumerate(self.stages):
-            per = 22 * len(stage.blocks) if isinstance(stage, TransformerStage) else 8
+            per = 22 * len(stage.blocks) if isinstance(stage, TransformerStage) else \
+                3 if isinstance(stage, LightFuseBlock) else 8
             total += per * self._channels[-(i + 2)] * math.prod(sizes[-(i + 2)])
         return total
 
