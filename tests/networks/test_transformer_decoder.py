@@ -102,3 +102,25 @@ def test_eval_output_equals_the_planned_network(dim):
     x = torch.randn(2, 1, *patch)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), planned.eval()(x))
+
+
+@pytest.mark.parametrize("dim,patch", [(2, [32, 32]), (3, [8, 32, 32])])
+def test_light_fine_stages_cost_a_fraction_of_the_convolution_blocks(dim, patch):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from nnunet_scribble.networks.transformer_decoder import LightFuseBlock
+
+    base, _, _ = _base(dim, patch)
+    skips = [s.detach() for s in base.encoder(torch.randn(1, 1, *patch))]
+    flops = {}
+    for kind in ("light", "conv"):
+        dec = TransformerDecoder(base.encoder, 4, 2, True, fine_stage=kind)
+        assert any(isinstance(s, LightFuseBlock) for s in dec.stages) == (kind == "light")
+        out = dec(skips)
+        assert [o.shape for o in out] == [o.shape for o in base.decoder(skips)]
+        with FlopCounterMode(display=False) as counter:
+            dec(skips)
+        flops[kind] = counter.get_total_flops()
+    assert flops["light"] < 0.5 * flops["conv"]  # the attention stages are the same in both
+    with pytest.raises(ValueError, match="fine_stage"):
+        TransformerDecoder(base.encoder, 4, 2, True, fine_stage="mlp")
