@@ -46,7 +46,7 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
       the paper's pCE (eq. 7);
     - ``segc`` (eq. 8, weight ``lambda_segc``): label-smoothed CE, ε = ``label_smoothing``, full resolution;
     - ``lorm`` (eq. 11-14, weight ``lambda_lorm``): 1x1 query/key projections of the encoder stage chosen by
-      :func:`~nnunet_scribble.networks.lorm.lorm_stage` (stride >= 8, at most ``lorm_max_tokens`` tokens per sample:
+      :func:`~nnunet_scribble.networks.lorm.lorm_stage` (stride >= 8, at most ``LORM_MAX_TOKENS`` tokens per sample:
       ACDC 2d 256x224 -> stride 8, 896 tokens), keys masked by the pseudo-label foreground (area-downsampled to the
       grid, > 0.5), learnable δ; the MSE runs over foreground positions only (deviation, see
       :func:`~nnunet_scribble.losses.cspnet.lorm_loss`);
@@ -77,10 +77,12 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
     lambda_c: float = 6.0
     weight_ds: float = 1.0
     weight_dc: float = 1.0
-    #: LoRM token budget per sample (read when the network is built: change it in a subclass, not via the env).
-    lorm_max_tokens: int = 1024
-    #: Whether the network has the LoRM head (structure; ablation subclasses set it).
-    use_lorm: bool = True
+    # ---- structure, read when the network is built (also by nnUNetv2_predict): upper case, so no environment
+    # override can make the training network differ from the one inference builds; change them in a subclass
+    #: LoRM token budget per sample.
+    LORM_MAX_TOKENS: int = 1024
+    #: Whether the network has the LoRM head (ablation subclasses switch it off).
+    USE_LORM: bool = True
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -98,9 +100,9 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
                                    enable_deep_supervision: bool = True) -> nn.Module:
         base = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                         num_output_channels, enable_deep_supervision)
-        if not cls.use_lorm:
+        if not cls.USE_LORM:
             return MultiDecoderNetwork(base, num_aux=0)
-        stage = lorm_stage(base.encoder.strides, configuration_manager.patch_size, cls.lorm_max_tokens)
+        stage = lorm_stage(base.encoder.strides, configuration_manager.patch_size, cls.LORM_MAX_TOKENS)
         return MultiDecoderNetwork(base, num_aux=0, head=LoRMHead.for_encoder(base.encoder, stage), head_stage=stage)
 
     def cam_stage(self) -> int:
@@ -210,7 +212,7 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
 class nnUNetTrainerCSPNetNoLoRM(nnUNetTrainerCSPNet):
     """Table VI line 9: ``L_segs + L_segc + L_ds + L_dc`` (no LoRM head)."""
 
-    use_lorm: bool = False
+    USE_LORM: bool = False
 
 
 class nnUNetTrainerCSPNetNoDPM(nnUNetTrainerCSPNet):
@@ -235,6 +237,6 @@ class nnUNetTrainerCSPNetNoDc(nnUNetTrainerCSPNet):
 class nnUNetTrainerCSPNetBasic(nnUNetTrainerCSPNet):
     """Table VI line 3: ``L_basic = L_segs + λ_segc·L_segc`` only (no LoRM, no DPM)."""
 
-    use_lorm: bool = False
+    USE_LORM: bool = False
     weight_ds: float = 0.0
     weight_dc: float = 0.0

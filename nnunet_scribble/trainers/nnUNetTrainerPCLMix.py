@@ -34,7 +34,9 @@ class nnUNetTrainerPCLMix(nnUNetTrainerScribble):
 
     - Network: planned encoder + planned decoder (CNN, the inference decoder: eval output == planned network) + a
       :class:`~nnunet_scribble.networks.transformer_decoder.TransformerDecoder` (any patch size, 2D/3D, deep
-      supervision like the planned decoder) + a :class:`~nnunet_scribble.networks.heads.ProjectionHead` (256-d,
+      supervision like the planned decoder; one windowed-attention block with MLP ratio 2 per decoder stage of
+      stride >= 16, light 1x1 + depth-wise blocks above: a step costs 3.46x nnU-Net's FLOPs on the ACDC 2d cpu
+      plan, inside the 3.5x budget of three passes) + a :class:`~nnunet_scribble.networks.heads.ProjectionHead` (256-d,
       L2-normalised) on the encoder stage closest to stride 8.
     - Dynamic mix (§3.2): two permutations, one box of ``mix_area`` (20 %) per sample, ``x^12`` (box from ``x^1``)
       and ``x^21``; scribbles (every deep-supervision scale, ignore kept) and the detached first-pass ensemble
@@ -78,13 +80,21 @@ class nnUNetTrainerPCLMix(nnUNetTrainerScribble):
     max_anchors: int = 1024
     max_anchors_per_class: int = 100
     queue_size: int = 500
-    embedding_dim: int = 256
-    head_stride: int = 8  # projection head on the encoder stage closest to this stride
+    # ---- structure, read when the network is built (also by nnUNetv2_predict): upper case, so no environment
+    # override can make the training network differ from the one inference builds; change them in a subclass
+    EMBED_DIM: int = 256  # projection head output (reference: 256)
+    HEAD_STRIDE: int = 8  # projection head on the encoder stage closest to this stride (reference: stride 8)
+    #: Transformer decoder: blocks per attention stage, MLP ratio, attention at decoder stages of stride >= this.
+    #: Chosen for the 3.5x step budget (FLOPs per step vs nnU-Net, ACDC 2d plans: depth 2 / MLP 4 / stride 8 with
+    #: light fine stages 4.1x; depth 1 / MLP 2 / stride 16 3.4x); the reference's Swin decoder has depth 2 / MLP 4.
+    TF_DEPTH: int = 1
+    TF_MLP_RATIO: float = 2.0
+    TF_ATTENTION_MIN_STRIDE: int = 16
 
     def initialize(self):
         super().initialize()
         self.iteration = 0
-        self.queue = ClassMemoryQueue(self.label_manager.num_segmentation_heads, self.queue_size, self.embedding_dim,
+        self.queue = ClassMemoryQueue(self.label_manager.num_segmentation_heads, self.queue_size, self.EMBED_DIM,
                                       self.device)
 
     @staticmethod
@@ -95,9 +105,12 @@ class nnUNetTrainerPCLMix(nnUNetTrainerScribble):
                                                         num_output_channels, enable_deep_supervision)
         enc = base.encoder
         n_conv = configuration_manager.network_arch_init_kwargs.get("n_conv_per_stage_decoder", 2)
-        tf = TransformerDecoder(enc, num_output_channels, n_conv, enable_deep_supervision)
-        stage = stage_closest_to_stride(enc.strides, nnUNetTrainerPCLMix.head_stride)
-        head = ProjectionHead.for_encoder(enc, stage, nnUNetTrainerPCLMix.embedding_dim)
+        cls = nnUNetTrainerPCLMix
+        tf = TransformerDecoder(enc, num_output_channels, n_conv, enable_deep_supervision,
+                                attention_min_stride=cls.TF_ATTENTION_MIN_STRIDE, depth=cls.TF_DEPTH,
+                                mlp_ratio=cls.TF_MLP_RATIO)
+        stage = stage_closest_to_stride(enc.strides, cls.HEAD_STRIDE)
+        head = ProjectionHead.for_encoder(enc, stage, cls.EMBED_DIM)
         return MultiDecoderNetwork(base, aux_decoders=[tf], head=head, head_stage=stage)
 
     def train_step(self, batch: dict) -> dict:
