@@ -41,8 +41,8 @@ def _train(dataset, extra_args=(), schedule=None, fold=0):
     return log.read_text()
 
 
-def _folder(dataset, fold=0) -> Path:
-    return dataset["pre"] / "cspnet_pseudo_labels" / f"{dataset['plans']}__2d__fold_{fold}"
+def _folder(dataset, fold=0, suffix="") -> Path:
+    return dataset["pre"] / "cspnet_pseudo_labels" / f"{dataset['plans']}__2d__fold_{fold}{suffix}"
 
 
 def _tr_keys(dataset, fold=0):
@@ -56,8 +56,8 @@ def test_stage1_writes_pseudo_labels_then_stage2_trains_predicts_and_reuses_them
     manifest = json.loads((folder / stage1.MANIFEST).read_text())
     keys = _tr_keys(dataset)
     assert manifest["source"] == "stage1" and sorted(manifest["cases"]) == sorted(keys)
-    assert 0 < manifest["threshold"] < 1 and "dice_vs_dense" in manifest
-    assert "CSPNet stage 1: iteration 2/2" in log and f"pseudo labels (cam) of {len(keys)} cases written" in log
+    assert manifest["pseudo_label_source"] == "segmentation" and "dice_vs_dense" in manifest
+    assert "CSPNet stage 1: iteration 2/2" in log and f"pseudo labels (segmentation) of {len(keys)} cases" in log
     assert "loss terms: segs" in log and "lorm" in log and "CSPNet pseudo labels against dense labels" in log
     # one int8 map per training case on the preprocessed grid, classes 0..3 (and -1 outside the crop mask)
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
@@ -82,15 +82,18 @@ def test_stage1_writes_pseudo_labels_then_stage2_trains_predicts_and_reuses_them
 
 
 @pytest.mark.slow
-def test_interrupted_stage1_resumes_from_its_checkpoint(dataset):
-    folder = _folder(dataset, fold=1)
-    log = _train(dataset, fold=1)
-    assert folder.is_dir()
+def test_interrupted_stage1_resumes_from_its_checkpoint_cam_labels(dataset):
+    folder = _folder(dataset, fold=1, suffix="__cam")
+    cam = {"pseudo_label_source": "cam"}
+    log = _train(dataset, fold=1, schedule=cam)
+    manifest = json.loads((folder / stage1.MANIFEST).read_text())
+    assert manifest["pseudo_label_source"] == "cam" and 0 < manifest["threshold"] < 1
+    assert "CAM threshold" in log
     # a kill after stage 1's last checkpoint but before the folder was committed: only the tmp folder is left
     shutil.move(str(folder), str(folder) + ".tmp-12345")
-    log = _train(dataset, extra_args=["--c"], fold=1)
+    log = _train(dataset, extra_args=["--c"], fold=1, schedule=cam)
     assert "resuming from" in log and "at iteration 2/2" in log
-    assert (folder / stage1.MANIFEST).is_file()
+    assert (folder / stage1.MANIFEST).is_file() and not Path(str(folder) + ".tmp-12345").exists()
 
 
 @pytest.mark.slow
