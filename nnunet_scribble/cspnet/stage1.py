@@ -367,8 +367,9 @@ def import_user_pseudo_labels(trainer: nnUNetTrainerCSPNet, raw_folder: str, ide
                                  f"{image.shape[1:]}")
             bad = np.setdiff1d(np.unique(label), [*range(k), ignore])
             if bad.size:
-                raise ValueError(f"{label_file}: values {bad.tolist()} are not classes 0..{k - 1} (or the ignore "
-                                 f"label {ignore})")
+                shown = [int(v) if float(v).is_integer() else float(v) for v in bad]
+                raise ValueError(f"{label_file}: values {shown} are not classes 0..{k - 1} (or the ignore label "
+                                 f"{ignore})")
             _, seg, _ = preprocessor.run_case(files[identifier]["images"], label_file, trainer.plans_manager,
                                               trainer.configuration_manager, trainer.dataset_json)
             save_label(os.path.join(tmp, identifier), seg[0], trainer.dataset_class)

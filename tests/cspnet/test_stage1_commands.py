@@ -142,7 +142,7 @@ def test_bad_pseudo_label_folders_get_clear_errors(dataset, monkeypatch, tmp_pat
     for f in (dataset["raw"] / "labelsTr_dense").glob("*" + ending):
         shutil.copy(f, user / f.name)
     import SimpleITK as sitk
-    first = sorted(user.glob("*" + ending))[0]
+    first = user / (_tr_keys(dataset, 3)[0] + ending)  # a training case of the fold
     img = sitk.ReadImage(str(first))
     arr = sitk.GetArrayFromImage(img)
     arr.flat[0] = 7
