@@ -103,6 +103,18 @@ def staged_folder(folder: str) -> Iterator[str]:
         os.replace(tmp, folder)
 
 
+def record_dense_summary(folder: str, manifest: dict, summary: dict) -> dict:
+    """Add the pseudo labels' Dice against dense labels to the manifest of a committed folder, written atomically."""
+    manifest = dict(manifest, dice_vs_dense={
+        "mean": summary["mean"]["Dice"]["mean"],
+        "per_class": {n: m["Dice"]["mean"] for n, m in summary["per_class"].items()}})
+    target = os.path.join(folder, MANIFEST)
+    tmp = f"{target}.tmp-{os.getpid()}"
+    save_json(manifest, tmp)
+    os.replace(tmp, target)
+    return manifest
+
+
 def wait_for_folder(folder: str, poll_s: float = 10.0) -> None:
     """Non-zero DDP ranks wait (without a collective, so no timeout) until rank 0 has committed ``folder``."""
     while not os.path.isfile(os.path.join(folder, MANIFEST)):

@@ -160,9 +160,7 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
             manifest = stage1.generate_pseudo_labels(self, model, tr_keys, folder)
             summary = stage1.evaluate_against_dense(self, folder, tr_keys)
             if summary is not None:
-                manifest["dice_vs_dense"] = {"mean": summary["mean"]["Dice"]["mean"],
-                                             "per_class": {n: m["Dice"]["mean"] for n, m in summary["per_class"].items()}}
-                stage1.save_json(manifest, os.path.join(folder, stage1.MANIFEST))
+                stage1.record_dense_summary(folder, manifest, summary)
         return folder
 
     def get_tr_and_val_datasets(self):
