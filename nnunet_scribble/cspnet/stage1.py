@@ -66,8 +66,22 @@ def load_label(path_without_ending: str, dataset_class: type) -> np.ndarray:
     return np.load(path_without_ending + ".npy")
 
 
-def check_folder(folder: str, identifiers: list[str], dataset_class: type) -> dict:
-    """The manifest of a complete pseudo-label folder; a clear error when cases are missing."""
+def label_shape(path_without_ending: str, dataset_class: type) -> tuple[int, ...]:
+    """Shape of a stored label map from its header only (no decompression)."""
+    if file_ending(dataset_class) == ".b2nd":
+        import blosc2
+        return tuple(blosc2.open(urlpath=path_without_ending + ".b2nd", mode="r").shape)
+    return tuple(np.load(path_without_ending + ".npy", mmap_mode="r").shape)
+
+
+def check_folder(folder: str, identifiers: list[str], dataset_class: type,
+                 preprocessed_folder: str | None = None) -> dict:
+    """The manifest of a complete pseudo-label folder; a clear error when cases are missing or unreadable.
+
+    With ``preprocessed_folder``, every pseudo label's header is read and its shape compared with the case's
+    preprocessed scribbles (``<case>_seg``): a truncated/corrupt file or one made for other plans is named here,
+    before training, instead of failing inside a data-augmentation worker hours later.
+    """
     manifest_file = os.path.join(folder, MANIFEST)
     if not os.path.isfile(manifest_file):
         raise RuntimeError(f"{folder} has no {MANIFEST}: not a complete pseudo-label folder. Delete it to let "
@@ -78,7 +92,23 @@ def check_folder(folder: str, identifiers: list[str], dataset_class: type) -> di
         raise RuntimeError(f"{folder} lacks pseudo labels ({ending}) for {len(missing)} training case(s), e.g. "
                            f"{missing[:5]}. It was made for another split or dataset version; delete the folder to "
                            f"regenerate it.")
-    return load_json(manifest_file)
+    try:
+        manifest = load_json(manifest_file)
+    except ValueError as e:
+        raise RuntimeError(f"{manifest_file} is not valid JSON ({e}); delete {folder} to regenerate it") from e
+    if preprocessed_folder is not None:
+        for i in identifiers:
+            try:
+                shape = label_shape(os.path.join(folder, i), dataset_class)
+                expected = label_shape(os.path.join(preprocessed_folder, i + "_seg"), dataset_class)
+            except Exception as e:  # blosc2/numpy raise various types for damaged files
+                raise RuntimeError(f"cannot read the pseudo label {os.path.join(folder, i + ending)} or its case's "
+                                   f"scribbles ({type(e).__name__}: {e}); delete {folder} to regenerate it") from e
+            if shape != expected:
+                raise RuntimeError(f"{os.path.join(folder, i + ending)} has shape {shape}, expected {expected} (the "
+                                   f"preprocessed scribbles of {i}): made for other plans or data; delete {folder} "
+                                   f"to regenerate it")
+    return manifest
 
 
 @contextmanager

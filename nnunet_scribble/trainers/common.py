@@ -7,16 +7,23 @@
 - one training step written once: :meth:`TrainerCommon.compute_loss_terms` returns named loss terms with weights;
   the step sums them, back-propagates (AMP and gradient clipping as nnU-Net does) and every term is logged per epoch
   (terminal/log file and ``progress_terms.png``, next to nnU-Net's ``progress.png``);
-- extra method state in checkpoints (:meth:`get_extra_checkpoint_state` / :meth:`load_extra_checkpoint_state`),
-  written atomically (temporary file + ``os.replace``) so a crash while saving never corrupts the last checkpoint;
+- extra method state in checkpoints (:meth:`get_extra_checkpoint_state` / :meth:`load_extra_checkpoint_state`) and
+  the random number generators' states (Python, NumPy, torch CPU/CUDA), written atomically (temporary file +
+  ``os.replace``) so a kill while saving never corrupts the last checkpoint; ``--c`` restores both (the generators
+  only for training, so that in-process data augmentation and per-iteration draws such as DMPLS's beta or MaCo's
+  masks continue the sequence they would have followed; with background augmentation workers nnU-Net's own
+  augmentation is not reproducible anyway; not under DDP, where every rank would get rank 0's states);
 - deep supervision switched on/off on *every* decoder of the network, not only ``network.decoder``;
 - when the raw dataset has dense labels for its training cases (``nnUNet_raw/<dataset>/labelsTr_dense``), the final
   validation also reports Dice and HD95 against them (``validation/summary_dense.json`` and ``.md``).
 """
 from __future__ import annotations
 
+import contextlib
+import glob
 import math
 import os
+import random
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +45,24 @@ CHECKPOINT_KEY = "nnunet_scribble"
 LossTerms = dict[str, tuple[torch.Tensor, float]]
 
 
+def capture_rng_state() -> dict[str, Any]:
+    """States of Python's, NumPy's and torch's (CPU and every CUDA device) global random number generators."""
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any]) -> None:
+    """Inverse of :func:`capture_rng_state` (CUDA states only when the same number of devices is visible)."""
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"].cpu())
+    cuda = state.get("cuda")
+    if cuda is not None and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in cuda])
+
+
 def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
     """Return the plain module inside DDP and/or ``torch.compile`` wrappers."""
     if isinstance(network, torch.nn.parallel.DistributedDataParallel):
@@ -45,6 +70,17 @@ def unwrap_network(network: torch.nn.Module) -> torch.nn.Module:
     if isinstance(network, OptimizedModule):
         network = network._orig_mod
     return network
+
+
+def describe_state(state: Any) -> str:
+    """Short description of checkpoint state for the training log: keys, tensor shapes and sums, numbers."""
+    if isinstance(state, dict):
+        return "{" + ", ".join(f"{k}: {describe_state(v)}" for k, v in state.items()) + "}" if state else "{}"
+    if isinstance(state, torch.Tensor):
+        return f"tensor{tuple(state.shape)} sum {float(state.double().sum()):.6g}"
+    if isinstance(state, (int, float, bool, str)):
+        return repr(state)
+    return type(state).__name__
 
 
 class TrainerCommon(nnUNetTrainer):
@@ -199,11 +235,15 @@ class TrainerCommon(nnUNetTrainer):
             "trainer_name": self.__class__.__name__,
             "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
             CHECKPOINT_KEY: {"hyperparameters": hp.current_hyperparameters(self),
-                             "state": self.get_extra_checkpoint_state()},
+                             "state": self.get_extra_checkpoint_state(), "rng": capture_rng_state()},
         }
         tmp = f"{filename}.tmp-{os.getpid()}"
         torch.save(checkpoint, tmp)
         os.replace(tmp, filename)
+        # leftovers of runs killed while writing this file (only rank 0 of one training writes it)
+        for stale in glob.glob(glob.escape(filename) + ".tmp-*"):
+            with contextlib.suppress(OSError):
+                os.remove(stale)
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         if isinstance(filename_or_checkpoint, str):
@@ -218,6 +258,13 @@ class TrainerCommon(nnUNetTrainer):
                                    f"(written by another trainer?); method state starts fresh")
             return
         self.load_extra_checkpoint_state(extra.get("state", {}))
+        # rank 0's generator states on every rank would make the ranks draw identical batches: single process only
+        rng = "rng" in extra and not self.is_ddp
+        if rng:
+            restore_rng_state(extra["rng"])
+        self.print_to_log_file(f"Restored from {filename_or_checkpoint}: epoch {checkpoint['current_epoch']}, method "
+                               f"state {describe_state(extra.get('state', {}))}"
+                               + (", random generator states" if rng else ""))
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
         result = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()

@@ -1,6 +1,8 @@
 """CSPNet: class-driven scribble promotion (Zhang et al., CSPNet.txt), stage 1 and stage 2 in one nnU-Net trainer."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import os
 
 import numpy as np
@@ -59,6 +61,8 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
     inference are nnU-Net's (the LoRM head is not run in eval mode). DDP: stage 1 runs on rank 0 while the other ranks
     wait for the committed folder; all stage-2 terms are per rank (batch means).
     """
+
+    SUPPORTS_REGIONS: ClassVar[bool] = False
 
     # ---- stage 1 (Table A4, ScribbleACDC)
     lambda_cls: float = 0.1
@@ -129,6 +133,7 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
             self.initialize()
         if self.dataset_class is None:
             self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        self.warn_about_unannotated_classes()  # before stage 1's hours, not after
         self.pseudo_label_folder = self.prepare_pseudo_labels()
         self._stage = 2
         super().on_train_start()
@@ -139,7 +144,7 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         folder = os.path.join(stage1.pseudo_label_root(self.preprocessed_dataset_folder_base),
                               self.pseudo_label_key())
         if os.path.isdir(folder):
-            manifest = stage1.check_folder(folder, tr_keys, self.dataset_class)
+            manifest = stage1.check_folder(folder, tr_keys, self.dataset_class, self.preprocessed_dataset_folder)
             self.print_to_log_file(f"CSPNet: reusing pseudo labels in {folder} (source {manifest['source']})")
             return folder
         if self.local_rank != 0:

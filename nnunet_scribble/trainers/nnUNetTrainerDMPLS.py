@@ -1,6 +1,8 @@
 """DMPLS: dual-branch network with dynamically mixed pseudo labels (Luo et al., MICCAI 2022)."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -35,6 +37,8 @@ class nnUNetTrainerDMPLS(nnUNetTrainerScribble):
         Luo et al., "Scribble-Supervised Medical Image Segmentation via Dual-Branch Network and Dynamically Mixed
         Pseudo Labels Supervision", MICCAI 2022. Code: HiLab-git/WSL4MIS (commit 0f1dbe1).
     """
+
+    SUPPORTS_REGIONS: ClassVar[bool] = False
 
     #: Weight λ of the pseudo-label supervision term (eq. 4; paper and reference: 0.5).
     lambda_pls: float = 0.5

@@ -1,6 +1,8 @@
 """MaCo: masked context modelling and continuous pseudo labels (Su et al., MaCo.txt), and its ablations."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 import math
 
 import numpy as np
@@ -35,6 +37,8 @@ class nnUNetTrainerMaCo(nnUNetTrainerScribble):
       (``con_variant = "printed"`` for the formula as printed).
     - DDP: masks, pseudo labels and all terms are per rank (batch means); nnU-Net averages the gradients.
     """
+
+    SUPPORTS_REGIONS: ClassVar[bool] = False
 
     # ---- MaCo hyperparameters (paper defaults)
     cell_size_in_plane: int = 16  # masking cell, voxels along the finest axis (Table V)

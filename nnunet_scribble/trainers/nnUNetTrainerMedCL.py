@@ -49,6 +49,8 @@ class nnUNetTrainerMedCL(nnUNetTrainerScribble):
         follows the paper, size- and batch-agnostic, 2D and 3D).
     """
 
+    SUPPORTS_REGIONS: ClassVar[bool] = False
+
     # ---- MedCL hyperparameters (paper / reference defaults)
     use_mixing: bool = True  # intra- and inter-mix and L_mix (Table 5 "Mix/L_mix")
     max_rotation_deg: float = 15.0  # |θ| of the intra-mix rotation ("small"; the reference draws 0-360°)

@@ -1,7 +1,7 @@
 """PCLMix: heterogeneous dual decoder, dynamic CutMix, uncertainty-guided pixel contrast (Lei et al., ICIC 2024)."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -66,6 +66,8 @@ class nnUNetTrainerPCLMix(nnUNetTrainerScribble):
         Lei et al., "PCLMix: Weakly Supervised Medical Image Segmentation via Pixel-Level Contrastive Learning and
         Dynamic Mix Augmentation", ICIC 2024, arXiv 2405.06288. Code: Torpedo2648/PCLMix (not copied).
     """
+
+    SUPPORTS_REGIONS: ClassVar[bool] = False
 
     # ---- PCLMix hyperparameters (paper / methods.md defaults)
     lambda_t: float = 0.4  # transformer decoder's share in ℓ_sup and q (eq. 3, 6)

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import json
 import os
+from typing import ClassVar
+
+import numpy as np
 import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
 from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
@@ -40,6 +43,12 @@ def check_ignore_label(dataset_json: dict, dataset_json_file: str) -> int:
         raise ValueError(f"{dataset_json_file}: the ignore label must be one integer higher than every other label, "
                          f"got \"ignore\": {ignore!r} with labels {labels}; e.g. \"labels\": {fixed}")
     return ignore
+
+
+def declares_regions(dataset_json: dict) -> bool:
+    """Whether ``dataset_json`` asks for region-based training (a label given as a list of values)."""
+    return "regions_class_order" in dataset_json or any(
+        isinstance(v, (list, tuple)) for k, v in dataset_json.get("labels", {}).items() if k != "ignore")
 
 
 def replace_outside_image_label(transforms: BasicTransform, ignore_label: int) -> int:
@@ -82,10 +91,63 @@ class nnUNetTrainerScribble(TrainerCommon):
     and keep ``nnUNetTrainer``'s ``__init__`` signature.
     """
 
+    #: Region-based datasets (overlapping regions, sigmoid outputs): nnU-Net's partial loss handles them; the methods'
+    #: terms (softmax pseudo labels, class distance maps, class prototypes) need mutually exclusive classes.
+    SUPPORTS_REGIONS: ClassVar[bool] = True
+
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
-        check_ignore_label(dataset_json, _dataset_json_location(plans))
+        location = _dataset_json_location(plans)
+        if not self.SUPPORTS_REGIONS and declares_regions(dataset_json):
+            raise ValueError(f"{location} declares regions (labels given as lists of values: "
+                             f"{dataset_json.get('labels')}), but {type(self).__name__} needs mutually exclusive "
+                             f"classes (softmax outputs). Train regions with nnUNetTrainerScribble, or convert the "
+                             f"dataset to one label per voxel.")
+        check_ignore_label(dataset_json, location)
         super().__init__(plans, configuration, fold, dataset_json, device)
+
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()
+        self.warn_about_unannotated_classes()
+        super().on_train_start()
+
+    def warn_about_unannotated_classes(self) -> dict[int, str]:
+        """Warn (log and console) about foreground classes scribbled in no training case of this fold.
+
+        Such a class can never be predicted by a scribble-trained network (and its Dice will be 0), so a user should
+        learn it before training for days. Read from the ``class_locations`` nnU-Net's preprocessing stores in every
+        case's ``.pkl``, so it costs one small file per case. Background is not checked (nnU-Net does not record
+        its locations). Returns ``{label: name}`` of the unannotated classes.
+        """
+        from batchgenerators.utilities.file_and_folder_operations import isfile, join, load_pickle
+
+        if self.label_manager.has_regions or self.local_rank != 0 or getattr(self, "_annotation_checked", False):
+            return {}
+        self._annotation_checked = True
+        tr_keys, _ = self.do_split()
+        names = {v: k for k, v in self.dataset_json["labels"].items() if isinstance(v, int)}
+        seen: set[int] = set()
+        wanted = set(self.label_manager.foreground_labels) - {self.label_manager.ignore_label}
+        for key in tr_keys:
+            pkl = join(self.preprocessed_dataset_folder, key + ".pkl")
+            if not isfile(pkl):
+                return {}  # e.g. a dataset written by another preprocessor: nothing to check
+            locations = load_pickle(pkl).get("class_locations", {})
+            # int keys are classes; a tuple key is nnU-Net's "any annotated voxel" entry of ignore-label datasets
+            seen.update(int(c) for c, loc in locations.items()
+                        if isinstance(c, (int, np.integer)) and loc is not None and len(loc) > 0)
+            if wanted <= seen:
+                return {}
+        missing = {c: names.get(c, str(c)) for c in sorted(wanted - seen)}
+        if missing:
+            listed = ", ".join(f"'{n}' (label {c})" for c, n in missing.items())
+            self.print_to_log_file(
+                f"WARNING: {listed} {'is' if len(missing) == 1 else 'are'} not annotated in any of the "
+                f"{len(tr_keys)} training cases of fold {self.fold}: the network cannot learn "
+                f"{'it' if len(missing) == 1 else 'them'} from scribbles and will score Dice 0 there. Check labelsTr "
+                f"(and the label values in dataset.json) before training.", also_print_to_console=True)
+        return missing
 
     def extra_target_transforms(self) -> list[BasicTransform]:
         """Per-sample transforms that append channels to ``segmentation`` after spatial augmentation.
