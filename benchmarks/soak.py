@@ -44,7 +44,7 @@ def rss_mib(pid: int) -> float | None:
 
 def soak(trainer: str, dataset_id: int, plans: str, env: dict, schedule: dict, log: Path, interval: float) -> dict:
     """Train once, sampling RSS; return RSS after epoch 0, at the end, the peak and the epoch timestamps."""
-    env = dict(env, nnUNet_scribble_hparams=json.dumps(schedule))  # this package's trainers only
+    env = dict(env, nnUNet_scribble_hparams=json.dumps(schedule), nnUNet_n_proc_DA="0")  # augmentation in-process
     cmd = [pipeline.console_script("nnUNetv2_train"), str(dataset_id), "2d", "0", "-tr", trainer, "-p", plans,
            "-device", "cpu"]
     samples: list[tuple[float, float]] = []
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         for d in (raw, pre, res):
             d.mkdir(parents=True, exist_ok=True)
         env = pipeline.nnunet_env(raw, pre, res)
-        env.update(nnUNet_n_proc_DA="0", nnUNet_def_n_proc="1")
+        env.update(nnUNet_def_n_proc="1")  # nnUNet_n_proc_DA=0 is set for training only (soak())
         ds = raw / "Dataset901_SyntheticCardiac2D"
         if not ds.is_dir():
             generate_synthetic_dataset(raw, dataset_id=901, dim=2, progress=False)

@@ -144,7 +144,12 @@ def console_script(name: str) -> str:
 
 
 def plan_and_preprocess(dataset_id: int, configurations: Sequence[str], env: dict, log_file=None) -> float:
-    """``nnUNetv2_plan_and_preprocess -d ID -c ... --verify_dataset_integrity`` with one process each."""
+    """``nnUNetv2_plan_and_preprocess -d ID -c ... --verify_dataset_integrity`` with one process each.
+
+    ``nnUNet_n_proc_DA=0`` (right for CPU training) is dropped from the environment here: nnU-Net 2.8.1's planner
+    passes it to ``torch.set_num_threads``, which rejects 0.
+    """
+    env = {k: v for k, v in env.items() if not (k == "nnUNet_n_proc_DA" and v.strip() == "0")}
     cmd = [console_script("nnUNetv2_plan_and_preprocess"), "-d", str(dataset_id), "-c", *configurations,
            "--verify_dataset_integrity", "-npfp", "1", "-np", *(["1"] * len(configurations))]
     return run_command(cmd, env, log_file)

@@ -76,3 +76,14 @@ def test_held_out_set_falls_back_to_validation_cases(tmp_path):
     images, ref, what = bm.held_out_set(raw, pre, 0, tmp_path / "work")
     assert [p.name for p in images.iterdir()] == ["c_0000.nii.gz"] and ref == raw / "labelsTr_dense"
     assert "validation" in what
+
+
+def test_plan_and_preprocess_drops_zero_augmentation_workers(monkeypatch):
+    # nnU-Net 2.8.1's planner calls torch.set_num_threads(nnUNet_n_proc_DA), which rejects 0
+    seen = {}
+    monkeypatch.setattr(pipeline, "run_command", lambda cmd, env, log_file=None: seen.update(cmd=cmd, env=env) or 0.0)
+    pipeline.plan_and_preprocess(901, ["2d"], {"nnUNet_n_proc_DA": "0", "nnUNet_raw": "/r"})
+    assert "nnUNet_n_proc_DA" not in seen["env"] and seen["env"]["nnUNet_raw"] == "/r"
+    assert seen["cmd"][-4:] == ["-npfp", "1", "-np", "1"]
+    pipeline.plan_and_preprocess(901, ["2d"], {"nnUNet_n_proc_DA": "4"})
+    assert seen["env"]["nnUNet_n_proc_DA"] == "4"
