@@ -79,7 +79,8 @@ def check_folder(folder: str, identifiers: list[str], dataset_class: type,
     """The manifest of a complete pseudo-label folder; a clear error when cases are missing or unreadable.
 
     With ``preprocessed_folder``, every pseudo label's header is read and its shape compared with the case's
-    preprocessed scribbles (``<case>_seg``): a truncated/corrupt file or one made for other plans is named here,
+    preprocessed scribbles (``<case>_seg``, whose leading channel axis the cascade-style pseudo labels do not have,
+    as in nnU-Net's previous-stage segmentations): a truncated/corrupt file or one made for other plans is named here,
     before training, instead of failing inside a data-augmentation worker hours later.
     """
     manifest_file = os.path.join(folder, MANIFEST)
@@ -100,7 +101,7 @@ def check_folder(folder: str, identifiers: list[str], dataset_class: type,
         for i in identifiers:
             try:
                 shape = label_shape(os.path.join(folder, i), dataset_class)
-                expected = label_shape(os.path.join(preprocessed_folder, i + "_seg"), dataset_class)
+                expected = label_shape(os.path.join(preprocessed_folder, i + "_seg"), dataset_class)[1:]  # no channel
             except Exception as e:  # blosc2/numpy raise various types for damaged files
                 raise RuntimeError(f"cannot read the pseudo label {os.path.join(folder, i + ending)} or its case's "
                                    f"scribbles ({type(e).__name__}: {e}); delete {folder} to regenerate it") from e

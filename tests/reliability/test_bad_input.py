@@ -38,7 +38,7 @@ def pseudo_folder(tmp_path):
     folder.mkdir()
     for case in ("a", "b"):
         stage1.save_label(str(pre / f"{case}_seg"), np.zeros((1, 3, 16, 12)), nnUNetDatasetBlosc2)
-        stage1.save_label(str(folder / case), np.ones((1, 3, 16, 12)), nnUNetDatasetBlosc2)
+        stage1.save_label(str(folder / case), np.ones((3, 16, 12)), nnUNetDatasetBlosc2)  # no channel axis
     (folder / stage1.MANIFEST).write_text(json.dumps({"source": "segmentation"}))
     return pre, folder
 
@@ -50,8 +50,8 @@ def test_complete_pseudo_label_folder_passes(pseudo_folder):
 
 def test_pseudo_label_of_other_shape_is_named(pseudo_folder):
     pre, folder = pseudo_folder
-    stage1.save_label(str(folder / "b"), np.ones((1, 3, 16, 10)), nnUNetDatasetBlosc2)
-    with pytest.raises(RuntimeError, match=r"b\.b2nd has shape \(1, 3, 16, 10\), expected \(1, 3, 16, 12\)"):
+    stage1.save_label(str(folder / "b"), np.ones((3, 16, 10)), nnUNetDatasetBlosc2)
+    with pytest.raises(RuntimeError, match=r"b\.b2nd has shape \(3, 16, 10\), expected \(3, 16, 12\)"):
         stage1.check_folder(str(folder), ["a", "b"], nnUNetDatasetBlosc2, str(pre))
 
 
