@@ -6,15 +6,16 @@ keeps growing after the first epochs. For each trainer this script runs the real
 augmentation in the training process: ``nnUNet_n_proc_DA=0``), samples the process's resident set size
 (``VmRSS``) every ``--interval`` seconds, and reports it after the first epoch (when every buffer, queue and
 allocator pool has been filled once), after every epoch, and at the end of training. The leak criterion is the
-growth over the second half of the epochs: a leak grows with every epoch, while allocator pools and caches fill
-during the first epochs and then stay flat.
+growth over the second half of the epochs compared with the first trainer's (the baseline): a leak grows with every
+epoch, and nnU-Net's own memory grows between Python's garbage-collector sweeps (see :func:`leaking`).
 
-Example (synthetic 2D dataset 901 and the demo preset, 6 x 50 iterations per trainer):
+Example (synthetic 2D dataset 901 and the demo preset, 6 x 40 iterations per trainer):
 
-    python benchmarks/soak.py --epochs 6 --iterations 50
+    python benchmarks/soak.py --epochs 6 --iterations 40
 
 The nnU-Net folders are temporary unless ``--root`` is given. Exit code 1 when a trainer grows by more than
-``--max_growth_mib`` (default 100 MiB) over the second half of its epochs.
+``--max_growth_mib`` (default 100 MiB) beyond the first trainer's growth (the baseline, by default) over the
+second half of the epochs; see :func:`leaking` for why the baseline is the reference.
 """
 from __future__ import annotations
 
@@ -131,12 +132,24 @@ def main(argv: list[str] | None = None) -> int:
               f"{' '.join(f'{v:.0f}' for v in r['rss_per_epoch_mib'])} |")
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=1))
-    # a leak grows with every epoch; allocator pools and caches fill during the first epochs and then stay flat
-    bad = [r["trainer"] for r in results if r["growth_second_half_mib"] > args.max_growth_mib]
+    bad = leaking(results, args.max_growth_mib)
     if bad:
-        print(f"memory grew by more than {args.max_growth_mib} MiB: {bad}", file=sys.stderr)
+        print(f"memory grew by more than {args.max_growth_mib} MiB beyond {results[0]['trainer']}'s growth over the "
+              f"second half of the epochs: {bad}", file=sys.stderr)
         return 1
     return 0
+
+
+def leaking(results: list[dict], bound_mib: float) -> list[str]:
+    """Trainers whose second-half growth exceeds the first (reference) trainer's by more than ``bound_mib``.
+
+    A leak grows with every epoch. nnU-Net itself (plain ``nnUNetTrainer``, in-process augmentation on CPU) also
+    grows by ~65 MiB per 40-iteration epoch until Python's cyclic garbage collector frees it in one sweep (measured
+    2026-11-22: 690 761 827 892 954 707 769 835 MiB after epochs 0-7), so the growth is judged against the
+    reference run (the baseline trainer, which shows the same pattern) rather than in absolute terms.
+    """
+    reference = results[0]["growth_second_half_mib"]
+    return [r["trainer"] for r in results[1:] if r["growth_second_half_mib"] - reference > bound_mib]
 
 
 if __name__ == "__main__":
