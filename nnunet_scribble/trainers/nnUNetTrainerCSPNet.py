@@ -1,9 +1,8 @@
 """CSPNet: class-driven scribble promotion (Zhang et al., CSPNet.txt), stage 1 and stage 2 in one nnU-Net trainer."""
 from __future__ import annotations
 
-from typing import ClassVar
-
 import os
+from typing import ClassVar
 
 import numpy as np
 import torch

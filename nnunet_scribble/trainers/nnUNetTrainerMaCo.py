@@ -1,9 +1,8 @@
 """MaCo: masked context modelling and continuous pseudo labels (Su et al., MaCo.txt), and its ablations."""
 from __future__ import annotations
 
-from typing import ClassVar
-
 import math
+from typing import ClassVar
 
 import numpy as np
 import torch
