@@ -30,6 +30,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
 from nnunetv2.inference.sliding_window_prediction import compute_steps_for_sliding_window
 
+from nnunet_scribble.atomic import atomic_save_json, atomic_torch_save
 from nnunet_scribble.cspnet.cam import (CANDIDATE_THRESHOLDS, CAMNetwork, cams_to_pseudo_label, choose_threshold,
                                         gate_by_scribble_distance, normalise_cams, stage1_loss, threshold_scores)
 
@@ -139,10 +140,7 @@ def record_dense_summary(folder: str, manifest: dict, summary: dict) -> dict:
     manifest = dict(manifest, dice_vs_dense={
         "mean": summary["mean"]["Dice"]["mean"],
         "per_class": {n: m["Dice"]["mean"] for n, m in summary["per_class"].items()}})
-    target = os.path.join(folder, MANIFEST)
-    tmp = f"{target}.tmp-{os.getpid()}"
-    save_json(manifest, tmp)
-    os.replace(tmp, target)
+    atomic_save_json(manifest, os.path.join(folder, MANIFEST))
     return manifest
 
 
@@ -230,9 +228,7 @@ def train_stage1(trainer: nnUNetTrainerCSPNet, dataloader) -> CAMNetwork:
             sums, t0 = np.zeros(2), time.time()
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it + 1,
                      "grad_scaler": scaler.state_dict() if scaler is not None else None}
-            tmp = f"{ckpt_file}.tmp-{os.getpid()}"
-            torch.save(state, tmp)
-            os.replace(tmp, ckpt_file)
+            atomic_torch_save(state, ckpt_file)
     return model
 
 

@@ -19,8 +19,6 @@
 """
 from __future__ import annotations
 
-import contextlib
-import glob
 import math
 import os
 import random
@@ -35,6 +33,7 @@ from nnunetv2.paths import nnUNet_raw
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 
+from nnunet_scribble.atomic import atomic_torch_save
 from nnunet_scribble.trainers import hparams as hp
 
 #: Prefix of per-term keys in train_step outputs and in nnU-Net's logger.
@@ -237,13 +236,7 @@ class TrainerCommon(nnUNetTrainer):
             CHECKPOINT_KEY: {"hyperparameters": hp.current_hyperparameters(self),
                              "state": self.get_extra_checkpoint_state(), "rng": capture_rng_state()},
         }
-        tmp = f"{filename}.tmp-{os.getpid()}"
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, filename)
-        # leftovers of runs killed while writing this file (only rank 0 of one training writes it)
-        for stale in glob.glob(glob.escape(filename) + ".tmp-*"):
-            with contextlib.suppress(OSError):
-                os.remove(stale)
+        atomic_torch_save(checkpoint, filename)  # also removes leftovers of runs killed while writing it
 
     def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         if isinstance(filename_or_checkpoint, str):
