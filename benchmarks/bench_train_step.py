@@ -10,7 +10,8 @@ Examples:
 
 What is measured, for ``nnUNetTrainer`` first and then each trainer of ``-tr``, on the same plans and configuration:
 
-- **step time**: wall time of ``trainer.train_step(batch)`` (forward, loss, backward, optimiser step; CUDA
+- **step time**: (CUDA: with nnU-Net's mixed precision, and ``torch.compile`` unless ``--no_compile``: nnU-Net
+  compiles on CUDA by default; compilation happens in the warm-up steps, give it enough) wall time of ``trainer.train_step(batch)`` (forward, loss, backward, optimiser step; CUDA
   synchronised before and after) on one synthetic batch shaped like nnU-Net's loader output (``data`` plus one
   target per deep-supervision scale; ``--annotated`` of the voxels carry a random class, the rest the ignore label
   when the dataset has one). Median over every timed step of every repetition, after ``--warmup`` steps.
@@ -22,6 +23,12 @@ What is measured, for ``nnUNetTrainer`` first and then each trainer of ``-tr``, 
 - **FLOPs per step**: the floating-point operations of one ``train_step`` (forward and backward; convolutions and
   matrix products, counted by ``torch.utils.flop_counter.FlopCounterMode``): a machine-independent figure, the
   ratio a quiet machine's step-time ratio tends to when the step is compute-bound.
+- **data pipeline**: (``-d`` only; ``--data_batches``) wall time of ``next()`` on the trainer's own training
+  loader (``trainer.get_dataloaders()`` with ``nnUNet_n_proc_DA=0``: loading, nnU-Net's augmentation, the
+  trainer's extra per-sample transforms such as distance maps, deep-supervision targets) per batch in one process,
+  median after one warm-up batch, per sample and relative to the step time it feeds. nnU-Net runs
+  ``nnUNet_n_proc_DA`` such processes in parallel; ``DA procs`` is how many the step needs so that data loading
+  does not stall training (``ceil(data time / step time)``).
 - **inference time per case**: ``nnUNetPredictor.predict_single_npy_array`` on the same random volume
   (``--volume``, default twice the patch in every axis; 2D configurations get ``--slices`` slices), with the network
   built as ``nnUNetv2_predict`` builds it (``build_network_architecture(..., enable_deep_supervision=False)`` and a
@@ -36,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import resource
@@ -71,6 +79,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--mirroring", action="store_true", help="test-time mirroring in the inference measurement")
     p.add_argument("--batch_size", type=int, default=None,
                    help="override the plans' batch size (ratios of FLOPs do not depend on it; CPU runs get cheaper)")
+    p.add_argument("--data_batches", type=int, default=5,
+                   help="timed batches of the training data loader (with -d; 0: skip; default: %(default)s)")
+    p.add_argument("--no_compile", action="store_true",
+                   help="set nnUNet_compile=false (nnU-Net compiles the network on CUDA by default)")
     p.add_argument("--json", default=None, help="write the raw results to this file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -201,6 +213,19 @@ def time_inference(trainer, args: argparse.Namespace, device) -> list[float]:
     return times
 
 
+def time_data_pipeline(trainer, batches: int) -> list[float]:
+    """Seconds per batch of the trainer's training loader in this process (one data-augmentation worker)."""
+    os.environ["nnUNet_n_proc_DA"] = "0"  # nnU-Net then iterates loader + transforms in the calling process
+    trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
+    times = []
+    for i in range(batches + 1):
+        t0 = time.perf_counter()
+        next(trainer.dataloader_train)
+        if i > 0:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
 def worker(args: argparse.Namespace) -> dict:
     import torch
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
@@ -218,18 +243,21 @@ def worker(args: argparse.Namespace) -> dict:
         batch = synthetic_batch(trainer, args.annotated)
         step_times, peak_mib = time_steps(trainer, batch, args.warmup, args.steps, device)
         flops = count_flops(trainer, batch)
+        data = time_data_pipeline(trainer, args.data_batches) if args.dataset_id is not None and args.data_batches \
+            else []
         inference = time_inference(trainer, args, device) if args.inference_reps > 0 else []
     return {"trainer": args.worker, "step_s": step_times, "peak_mib": peak_mib, "inference_s": inference,
-            "flops": flops,
+            "flops": flops, "data_s": data,
             "patch_size": list(trainer.configuration_manager.patch_size),
             "batch_size": trainer.configuration_manager.batch_size,
             "parameters": sum(p.numel() for p in trainer.network.parameters())}
 
 
 # ----------------------------------------------------------------------------- driver
-def run_worker(argv: list[str], trainer: str) -> dict:
+def run_worker(argv: list[str], trainer: str, no_compile: bool = False) -> dict:
     cmd = [sys.executable, __file__, *argv, "--worker", trainer]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    env = dict(os.environ, nnUNet_compile="false") if no_compile else None
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_TAG)]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"benchmark of {trainer} failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
@@ -242,23 +270,29 @@ def summarise(results: dict[str, list[dict]]) -> dict[str, dict]:
     for name, runs in results.items():
         steps = [t for r in runs for t in r["step_s"]]
         inference = [t for r in runs for t in r["inference_s"]]
+        data = [t for r in runs for t in r.get("data_s", [])]
         out[name] = {"step_ms": 1000 * statistics.median(steps), "peak_mib": statistics.median(r["peak_mib"]
                                                                                               for r in runs),
                      "inference_s": statistics.median(inference) if inference else float("nan"),
-                     "parameters": runs[0]["parameters"], "steps": len(steps), "gflops": runs[0]["flops"] / 1e9}
+                     "parameters": runs[0]["parameters"], "steps": len(steps), "gflops": runs[0]["flops"] / 1e9,
+                     "data_ms": 1000 * statistics.median(data) if data else float("nan"),
+                     "batch_size": runs[0]["batch_size"]}
     return out
 
 
 def format_table(summary: dict[str, dict]) -> str:
     ref = summary[REFERENCE]
     rows = ["| trainer | params | GFLOP/step | × FLOPs | step ms | × time | peak MiB | × memory | inference s/case "
-            "| × inference |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "| × inference | data ms/sample | data / step | DA procs |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for name, s in summary.items():
+        data = s.get("data_ms", float("nan"))
+        procs = "-" if math.isnan(data) else str(max(1, math.ceil(data / s["step_ms"])))
         rows.append(f"| {name} | {s['parameters']:,} | {s['gflops']:.1f} | {s['gflops'] / ref['gflops']:.2f} | "
                     f"{s['step_ms']:.1f} | {s['step_ms'] / ref['step_ms']:.2f} | "
-                     f"{s['peak_mib']:.1f} | {s['peak_mib'] / ref['peak_mib']:.2f} | {s['inference_s']:.3f} | "
-                     f"{s['inference_s'] / ref['inference_s']:.3f} |")
+                    f"{s['peak_mib']:.1f} | {s['peak_mib'] / ref['peak_mib']:.2f} | {s['inference_s']:.3f} | "
+                    f"{s['inference_s'] / ref['inference_s']:.3f} | {data / s.get('batch_size', 1):.1f} | "
+                    f"{data / s['step_ms']:.2f} | {procs} |")
     return "\n".join(rows)
 
 
@@ -272,7 +306,7 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, list[dict]] = {t: [] for t in trainers}
     for rep in range(args.reps):
         for t in trainers:
-            results[t].append(run_worker(argv, t))
+            results[t].append(run_worker(argv, t, args.no_compile))
             print(f"rep {rep + 1}/{args.reps} {t}: step {1000 * statistics.median(results[t][-1]['step_s']):.1f} ms",
                   flush=True)
     summary = summarise(results)

@@ -46,12 +46,24 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="results folder")
     p.add_argument("--reuse", action="store_true",
                    help="skip training when checkpoint_final.pth exists (rerun prediction and evaluation only)")
-    return p.parse_args(argv)
+    p.add_argument("--repeats", type=int, default=1,
+                   help="independent training runs per trainer (default: %(default)s). Run k > 0 keeps its models in "
+                        "$nnUNet_results/repeat_k; the table pools the runs and adds their spread and the ranking")
+    args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    return args
 
 
 def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path,
-                eval_raw_dir: Path) -> bm.TrainerResult:
-    """Train ``trainer`` on ``raw_dir`` (the dataset or its dense twin), score it on ``eval_raw_dir``'s held-out cases."""
+                eval_raw_dir: Path, run: int = 0) -> bm.TrainerResult:
+    """Train ``trainer`` on ``raw_dir`` (the dataset or its dense twin), score it on ``eval_raw_dir``'s held-out cases.
+
+    Run ``run`` > 0 (a repeat) trains into ``$nnUNet_results/repeat_<run>`` (nnU-Net's model folder has no room for
+    a run index) and predicts into ``pred_<trainer>_repeat<run>``.
+    """
+    if run > 0:
+        env = dict(env, nnUNet_results=str(Path(env["nnUNet_results"]) / f"repeat_{run}"))
     pre = Path(env["nnUNet_preprocessed"]) / raw_dir.name
     preset = pipeline.PRESETS[args.preset]
     plans_id = pipeline.write_preset_plans(pre, preset)
@@ -74,15 +86,18 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
         # (sliding window, same settings as nnUNetv2_predict), so they are not predicted a second time
         pred, predict_s = fold_dir / "validation", float("nan")
     else:
-        pred = out / f"pred_{trainer}"
+        pred = out / (f"pred_{trainer}" + (f"_repeat{run}" if run else ""))
         shutil.rmtree(pred, ignore_errors=True)  # nnUNetv2_predict does not clear it; stale cases would be scored
         predict_s = pipeline.predict(images, pred, dataset_id, args.configuration, args.fold, trainer, plans_id,
                                      env, args.device, log_file=log)
-    summary = evaluate_folder(reference, pred, cases=bm.case_ids(images),
-                              output_json=out / f"summary_{trainer}.json")
-    summary.update(train_seconds=train_s, predict_seconds=predict_s, held_out=what, dataset=raw_dir.name)
-    (out / f"summary_{trainer}.json").write_text(json.dumps(summary, indent=2))
-    return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name)
+    summary_json = out / bm.summary_file_name(trainer, run)
+    summary = evaluate_folder(reference, pred, cases=bm.case_ids(images), output_json=summary_json)
+    hparams = env.get("nnUNet_scribble_hparams") or ""
+    label = f"{trainer} {hparams}" if hparams else None
+    summary.update(train_seconds=train_s, predict_seconds=predict_s, held_out=what, dataset=raw_dir.name,
+                   run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
+    summary_json.write_text(json.dumps(summary, indent=2))
+    return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name, run=run, label=label)
 
 
 def main(argv=None) -> int:
@@ -101,17 +116,19 @@ def main(argv=None) -> int:
     if not (pre_root / raw_dir.name / "nnUNetPlans.json").is_file():
         pipeline.plan_and_preprocess(args.dataset_id, [args.configuration], env, log)
     results = []
-    for trainer in args.trainers:
-        start = time.strftime("%H:%M:%S")
-        print(f"[{start}] {trainer}", flush=True)
-        if bm.is_scribble_trainer(trainer):
-            results.append(run_trainer(args, trainer, raw_dir, args.dataset_id, env, out, raw_dir))
-        else:
-            twin_id = args.dense_dataset_id or bm.default_twin_id(args.dataset_id)
-            twin = bm.make_dense_twin(raw_dir, twin_id, pre_root, env, args.configuration, log)
-            results.append(run_trainer(args, trainer, twin, twin_id, env, out, raw_dir))
-        print(f"    mean Dice {results[-1].summary['mean']['Dice']['mean']:.4f}, "
-              f"train {results[-1].train_seconds:.0f} s", flush=True)
+    for run in range(args.repeats):
+        for trainer in args.trainers:
+            start = time.strftime("%H:%M:%S")
+            print(f"[{start}] {trainer}" + (f" (run {run + 1}/{args.repeats})" if args.repeats > 1 else ""),
+                  flush=True)
+            if bm.is_scribble_trainer(trainer):
+                results.append(run_trainer(args, trainer, raw_dir, args.dataset_id, env, out, raw_dir, run))
+            else:
+                twin_id = args.dense_dataset_id or bm.default_twin_id(args.dataset_id)
+                twin = bm.make_dense_twin(raw_dir, twin_id, pre_root, env, args.configuration, log)
+                results.append(run_trainer(args, trainer, twin, twin_id, env, out, raw_dir, run))
+            print(f"    mean Dice {results[-1].summary['mean']['Dice']['mean']:.4f}, "
+                  f"train {results[-1].train_seconds:.0f} s", flush=True)
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                             cwd=Path(__file__).parent).stdout.strip() or "unknown"
     schedule = {**pipeline.PRESETS[args.preset].schedule, **json.loads(args.schedule or "{}")}
@@ -119,7 +136,9 @@ def main(argv=None) -> int:
               f"({schedule or 'nnU-Net schedule'})\n\n"
               f"Held-out: {results[0].summary['held_out']}. Date {time.strftime('%Y-%m-%d')}, commit {commit}, "
               f"machine: {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
-              f"device {args.device}. Dice in %, HD95 in mm, mean ± std over cases.")
+              f"device {args.device}. Dice in %, HD95 in mm, mean ± std over cases"
+              + (f"; hyperparameters {env['nnUNet_scribble_hparams']}" if env.get("nnUNet_scribble_hparams") else "")
+              + (f"; {args.repeats} runs per trainer pooled (mean over runs)" if args.repeats > 1 else "") + ".")
     rows = bm.results_rows(results, args.upper_bound)
     _, md = bm.write_tables(rows, out, header)
     bm.plot_results(results, out / "results.png")

@@ -38,6 +38,13 @@ class TrainerResult:
     predict_seconds: float
     dataset: str
     notes: list[str] = field(default_factory=list)
+    run: int = 0  #: repeat index (``run_quality.py --repeats``); runs of one name are pooled in the tables
+    label: str | None = None  #: name in the tables (default: the trainer), e.g. the trainer plus changed hparams
+
+    @property
+    def name(self) -> str:
+        """The row this result belongs to in the tables."""
+        return self.label or self.trainer
 
 
 def find_dataset_folder(root: str | os.PathLike, dataset_id: int) -> Path:
@@ -135,22 +142,115 @@ def has_predictions(folder: Path, images: Path) -> bool:
     return all(c in names for c in case_ids(images))
 
 
-def results_rows(results: Sequence[TrainerResult], upper_bound: str | None) -> list[dict]:
-    """One flat row per trainer for the CSV/Markdown tables (Dice in %, HD95 in mm)."""
-    ub = next((r for r in results if r.trainer == upper_bound), None)
-    ub_dice = ub.summary["mean"]["Dice"]["mean"] if ub else None
-    rows = []
+def summary_file_name(trainer: str, run: int = 0) -> str:
+    """``summary_<trainer>.json`` for the first run, ``summary_<trainer>_repeat<k>.json`` for repeat ``k``."""
+    return f"summary_{trainer}.json" if run == 0 else f"summary_{trainer}_repeat{run}.json"
+
+
+def load_results(folder: str | os.PathLike, label_suffix: str = "") -> list[TrainerResult]:
+    """The :class:`TrainerResult` of every ``summary_*.json`` that ``run_quality.py`` wrote into ``folder``.
+
+    Args:
+        folder: a ``run_quality.py --output`` folder.
+        label_suffix: appended to each trainer's name in the tables (e.g. ``" (λ_segc 1.0)"`` for a run made with
+            changed hyperparameters); runs with the same resulting name are pooled as repeats.
+
+    Raises:
+        FileNotFoundError: if ``folder`` holds no summary.
+    """
+    out = []
+    for f in sorted(Path(folder).glob("summary_*.json")):
+        stem = f.stem[len("summary_"):]
+        trainer, run = stem, 0
+        if "_repeat" in stem and stem.rsplit("_repeat", 1)[1].isdigit():
+            trainer, run = stem.rsplit("_repeat", 1)[0], int(stem.rsplit("_repeat", 1)[1])
+        s = json.loads(f.read_text())
+        out.append(TrainerResult(trainer, s, float(s.get("train_seconds", float("nan"))),
+                                 float(s.get("predict_seconds", float("nan"))), s.get("dataset", ""), run=run,
+                                 label=(s.get("label") or trainer) + label_suffix
+                                 if label_suffix or s.get("label") else None))
+    if not out:
+        raise FileNotFoundError(f"no summary_*.json in {folder}: not a run_quality.py results folder")
+    return out
+
+
+def group_runs(results: Sequence[TrainerResult]) -> dict[str, list[TrainerResult]]:
+    """Results by table name, in order of first appearance."""
+    groups: dict[str, list[TrainerResult]] = {}
     for r in results:
-        row = {"trainer": r.trainer, "cases": len(r.summary["cases"])}
-        for name, m in r.summary["per_class"].items():
-            row[f"Dice {name}"] = f"{100 * m['Dice']['mean']:.1f} ± {100 * m['Dice']['std']:.1f}"
-            row[f"HD95 {name}"] = f"{m['HD95']['mean']:.1f} ± {m['HD95']['std']:.1f}"
-        mean = r.summary["mean"]
-        row["Dice mean"] = f"{100 * mean['Dice']['mean']:.1f} ± {100 * mean['Dice']['std']:.1f}"
-        row["HD95 mean"] = f"{mean['HD95']['mean']:.1f} ± {mean['HD95']['std']:.1f}"
-        row["% of full sup."] = f"{100 * mean['Dice']['mean'] / ub_dice:.1f}" if ub_dice else "-"
-        row["train s"] = f"{r.train_seconds:.0f}"
-        row["predict s"] = f"{r.predict_seconds:.1f}"
+        groups.setdefault(r.name, []).append(r)
+    return groups
+
+
+def run_spread(groups: dict[str, list[TrainerResult]]) -> dict[str, tuple[float, float, bool]]:
+    """Per name: (mean Dice over runs, run-to-run standard deviation, whether that deviation is measured).
+
+    The run-to-run standard deviation (ddof 1) of the per-run mean foreground Dice needs two runs; a name with one run
+    gets the largest deviation measured on any other name (flagged as not measured), or NaN if no name was
+    repeated.
+    """
+    means = {n: [r.summary["mean"]["Dice"]["mean"] for r in rs] for n, rs in groups.items()}
+    measured = {n: float(np.std(m, ddof=1)) for n, m in means.items() if len(m) > 1}
+    fallback = max(measured.values()) if measured else float("nan")
+    return {n: (float(np.mean(m)), measured.get(n, fallback), n in measured) for n, m in means.items()}
+
+
+def ranking_notes(groups: dict[str, list[TrainerResult]]) -> dict[str, str]:
+    """Per name: its rank by mean Dice and the names whose mean lies within the sum of both run-to-run deviations.
+
+    Two rows whose means differ by less than ``sd_a + sd_b`` could swap places in another set of runs; the note says
+    so, with ``*`` when a deviation was not measured on that row (one run: the largest measured one is assumed).
+    """
+    spread = run_spread(groups)
+    order = sorted(spread, key=lambda n: -spread[n][0])
+    notes = {}
+    for rank, n in enumerate(order, 1):
+        m, sd, ok = spread[n]
+        close = [o.replace("nnUNetTrainer", "") + ("" if spread[o][2] else "*") for o in order
+                 if o != n and abs(spread[o][0] - m) < sd + spread[o][1]]
+        notes[n] = f"{rank}" + (f"; may swap with {', '.join(close)}" if close else "")
+    return notes
+
+
+def _pooled(runs: Sequence[TrainerResult], get) -> tuple[float, float]:
+    """Mean over runs of (value mean, across-case std) read by ``get(summary) -> {'mean', 'std'}``."""
+    return (float(np.mean([get(r.summary)["mean"] for r in runs])),
+            float(np.mean([get(r.summary)["std"] for r in runs])))
+
+
+def results_rows(results: Sequence[TrainerResult], upper_bound: str | None) -> list[dict]:
+    """One flat row per table name for the CSV/Markdown tables (Dice in %, HD95 in mm).
+
+    Several runs of one name (repeats) are pooled: values are the mean over runs of each run's mean (± the mean
+    across-case standard deviation); the columns ``runs``, ``run-to-run sd`` (of mean Dice, percentage points) and
+    ``rank`` (see :func:`ranking_notes`) appear as soon as any name has more than one run.
+    """
+    groups = group_runs(results)
+    ub = groups.get(upper_bound) if upper_bound else None
+    ub_dice = _pooled(ub, lambda s: s["mean"]["Dice"])[0] if ub else None
+    repeated = any(len(rs) > 1 for rs in groups.values())
+    spread, notes = (run_spread(groups), ranking_notes(groups)) if repeated else ({}, {})
+    rows = []
+    for name, runs in groups.items():
+        row = {"trainer": name, "cases": len(runs[0].summary["cases"])}
+        for cls in runs[0].summary["per_class"]:
+            d = _pooled(runs, lambda s: s["per_class"][cls]["Dice"])
+            h = _pooled(runs, lambda s: s["per_class"][cls]["HD95"])
+            row[f"Dice {cls}"] = f"{100 * d[0]:.1f} ± {100 * d[1]:.1f}"
+            row[f"HD95 {cls}"] = f"{h[0]:.1f} ± {h[1]:.1f}"
+        d, h = _pooled(runs, lambda s: s["mean"]["Dice"]), _pooled(runs, lambda s: s["mean"]["HD95"])
+        row["Dice mean"] = f"{100 * d[0]:.1f} ± {100 * d[1]:.1f}"
+        row["HD95 mean"] = f"{h[0]:.1f} ± {h[1]:.1f}"
+        if repeated:
+            sd, measured = spread[name][1], spread[name][2]
+            row["runs"] = len(runs)
+            row["run-to-run sd"] = f"{100 * sd:.1f}" if measured else "-"
+            row["rank"] = notes[name]
+        row["% of full sup."] = f"{100 * d[0] / ub_dice:.1f}" if ub_dice else "-"
+        row["train s"] = f"{np.nanmean([r.train_seconds for r in runs]):.0f}" \
+            if not all(np.isnan(r.train_seconds) for r in runs) else "nan"
+        row["predict s"] = f"{np.nanmean([r.predict_seconds for r in runs]):.1f}" \
+            if not all(np.isnan(r.predict_seconds) for r in runs) else "nan"
         rows.append(row)
     return rows
 
@@ -170,26 +270,28 @@ def write_tables(rows: list[dict], out_dir: Path, header: str) -> tuple[Path, Pa
 
 
 def plot_results(results: Sequence[TrainerResult], png: Path) -> Path:
-    """Grouped per-class Dice bars (mean ± std) and a box plot of per-case mean Dice per trainer."""
+    """Grouped per-class Dice bars (mean over runs ± across-case std) and a box plot of per-case mean Dice per row
+    (cases of all runs of a row pooled)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6 + 1.5 * len(results), 5))
+    groups = group_runs(results)
+    fig = Figure(figsize=(6 + 1.5 * len(groups), 5))
     FigureCanvasAgg(fig)
     ax_bar, ax_box = fig.add_subplot(1, 2, 1), fig.add_subplot(1, 2, 2)
     classes = list(results[0].summary["per_class"])
-    width = 0.8 / len(results)
-    for i, r in enumerate(results):
-        means = [r.summary["per_class"][c]["Dice"]["mean"] for c in classes]
-        stds = [r.summary["per_class"][c]["Dice"]["std"] for c in classes]
-        ax_bar.bar(np.arange(len(classes)) + i * width, means, width, yerr=stds, label=r.trainer, capsize=2)
+    width = 0.8 / len(groups)
+    for i, (name, runs) in enumerate(groups.items()):
+        stats = [_pooled(runs, lambda s: s["per_class"][c]["Dice"]) for c in classes]
+        ax_bar.bar(np.arange(len(classes)) + i * width, [m for m, _ in stats], width, yerr=[sd for _, sd in stats],
+                   label=name, capsize=2)
     ax_bar.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes)
     ax_bar.set_ylabel("Dice")
     ax_bar.set_ylim(0, 1)
     ax_bar.legend(fontsize=7)
-    ax_box.boxplot([[c["mean"]["Dice"] for c in r.summary["cases"]] for r in results])
-    ax_box.set_xticks(range(1, len(results) + 1), [r.trainer.replace("nnUNetTrainer", "") or "nnUNetTrainer"
-                                                   for r in results], rotation=30)
+    ax_box.boxplot([[c["mean"]["Dice"] for r in runs for c in r.summary["cases"]] for runs in groups.values()])
+    ax_box.set_xticks(range(1, len(groups) + 1), [n.replace("nnUNetTrainer", "") or "nnUNetTrainer" for n in groups],
+                      rotation=30, ha="right", fontsize=7)
     ax_box.set_ylabel("per-case mean Dice")
     fig.tight_layout()
     fig.savefig(png, dpi=100)

@@ -87,3 +87,33 @@ def test_plan_and_preprocess_drops_zero_augmentation_workers(monkeypatch):
     assert seen["cmd"][-4:] == ["-npfp", "1", "-np", "1"]
     pipeline.plan_and_preprocess(901, ["2d"], {"nnUNet_n_proc_DA": "4"})
     assert seen["env"]["nnUNet_n_proc_DA"] == "4"
+
+
+def test_repeats_are_pooled_with_their_spread_and_ranking(tmp_path):
+    """Two runs of A (0.70, 0.74), one of B (0.73), two of C (0.50, 0.52): hand-worked means, sd and ranking."""
+    results = [bm.TrainerResult("A", _summary(0.70), 10.0, 1.0, "D"),
+               bm.TrainerResult("B", _summary(0.73), 20.0, 1.0, "D"),
+               bm.TrainerResult("C", _summary(0.50), 30.0, 1.0, "D"),
+               bm.TrainerResult("A", _summary(0.74), 30.0, 1.0, "D", run=1),
+               bm.TrainerResult("C", _summary(0.52), 50.0, 1.0, "D", run=1)]
+    rows = {r["trainer"]: r for r in bm.results_rows(results, None)}
+    assert list(rows) == ["A", "B", "C"]
+    assert rows["A"]["Dice mean"] == "72.0 ± 10.0" and rows["A"]["runs"] == 2 and rows["A"]["train s"] == "20"
+    assert rows["A"]["run-to-run sd"] == "2.8"  # std([0.70, 0.74], ddof=1) = 0.0283
+    assert rows["C"]["run-to-run sd"] == "1.4" and rows["B"]["run-to-run sd"] == "-"
+    # B (one run) is assumed to spread like the most spread measured row (A, 2.83): |0.73 - 0.72| < 2.83 + 2.83
+    assert rows["B"]["rank"] == "1; may swap with A" and rows["A"]["rank"] == "2; may swap with B*"
+    assert rows["C"]["rank"] == "3"  # 0.51 is 0.21 below A: far outside 2.83 + 1.41
+    assert bm.plot_results(results, tmp_path / "r.png").stat().st_size > 1000
+
+
+def test_load_results_reads_repeats_and_labels(tmp_path):
+    for name, dice in (("summary_T.json", 0.6), ("summary_T_repeat1.json", 0.8)):
+        (tmp_path / name).write_text(json.dumps({**_summary(dice), "train_seconds": 5.0, "dataset": "D"}))
+    (tmp_path / "summary_U.json").write_text(json.dumps({**_summary(0.5), "label": 'U {"x": 1}'}))
+    got = bm.load_results(tmp_path)
+    assert [(r.name, r.run) for r in got] == [("T", 0), ("T", 1), ('U {"x": 1}', 0)]
+    assert bm.results_rows(got, None)[0]["Dice mean"] == "70.0 ± 10.0"
+    assert [r.name for r in bm.load_results(tmp_path, " (v2)")][0] == "T (v2)"
+    with pytest.raises(FileNotFoundError, match="no summary"):
+        bm.load_results(tmp_path / "missing")

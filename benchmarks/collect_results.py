@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Merge the results of several ``run_quality.py`` runs into one table and one plot.
+
+Experiments that cannot share one ``run_quality.py`` call end up in several results folders: trainers run with
+changed hyperparameters (their own ``nnUNet_results``), runs added later, repeats made by a second call. This script
+reads every ``summary_*.json`` of the given folders and writes the same table as ``run_quality.py`` (pooling runs of
+one name as repeats, with the run-to-run spread and the ranking notes when a name has several runs).
+
+Example (the ACDC fold-0 table of benchmarks/README.md):
+
+    python benchmarks/collect_results.py /tmp/acdc/out /tmp/acdc/out_pcl /tmp/acdc/out_medcl \\
+        /tmp/acdc/out_rep1 /tmp/acdc/out_rep1d --output benchmarks/results/acdc_fold0_cpu
+
+A folder may be given as ``FOLDER=SUFFIX``: ``SUFFIX`` is appended to the names of its trainers (to tell variants
+apart that ``run_quality.py`` did not label itself). Names are the trainer class, followed by the
+``nnUNet_scribble_hparams`` a run was made with.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from nnunet_scribble import benchmarking as bm
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("folders", nargs="+", help="run_quality.py results folders, optionally FOLDER=SUFFIX")
+    p.add_argument("--output", required=True, help="folder for results.md, results.csv and results.png")
+    p.add_argument("--upper_bound", default="nnUNetTrainerFullySupervised",
+                   help="name whose Dice is 100%% in the table (default: %(default)s)")
+    p.add_argument("--title", default=None, help="first line of results.md")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    results, sources = [], []
+    for spec in args.folders:
+        folder, _, suffix = spec.partition("=")
+        if not Path(folder).is_dir():
+            sys.exit(f"{folder}: no such results folder")
+        found = bm.load_results(folder, f" {suffix}" if suffix else "")
+        results += found
+        header = Path(folder) / "results.md"
+        first = header.read_text().splitlines()[0].lstrip("# ") if header.is_file() else "no results.md"
+        sources.append(f"- `{folder}` ({first}): {', '.join(sorted({r.name for r in found}))}")
+    cases = {len(r.summary["cases"]) for r in results}
+    if len(cases) > 1:
+        sys.exit(f"the folders score different numbers of cases ({sorted(cases)}): not one benchmark")
+    out = Path(args.output)
+    header = "\n".join([f"# {args.title or 'Merged results'}", "",
+                        f"Merged {time.strftime('%Y-%m-%d')} from:", *sources, "",
+                        "Dice in %, HD95 in mm, mean ± std over cases (several runs of a name: mean over runs)."])
+    _, md = bm.write_tables(bm.results_rows(results, args.upper_bound), out, header)
+    bm.plot_results(results, out / "results.png")
+    print(md.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
