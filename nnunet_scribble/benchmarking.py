@@ -26,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from nnunet_scribble import pipeline
+from nnunet_scribble.derived_preprocessing import copy_plans
 
 
 @dataclass
@@ -93,10 +94,7 @@ def make_dense_twin(raw_dir: Path, twin_id: int, preprocessed_root: Path, env: d
     pre_src = preprocessed_root / raw_dir.name
     pre_twin = preprocessed_root / twin.name
     if not (pre_twin / "nnUNetPlans.json").is_file():
-        pre_twin.mkdir(parents=True, exist_ok=True)
-        plans = json.loads((pre_src / "nnUNetPlans.json").read_text())
-        plans["dataset_name"] = twin.name
-        (pre_twin / "nnUNetPlans.json").write_text(json.dumps(plans, indent=2))
+        copy_plans(pre_src, pre_twin, twin.name)
     shutil.copyfile(twin / "dataset.json", pre_twin / "dataset.json")  # normally written by nnU-Net's planner
     if (pre_src / "splits_final.json").is_file():
         shutil.copyfile(pre_src / "splits_final.json", pre_twin / "splits_final.json")

@@ -89,8 +89,9 @@ def degrade_case(src: RawDataset, out: Path, case: str, mode: str, ratio: float,
     path = src.folder / LABELS_TR / f"{case}{src.file_ending}"
     scribble, props = src.read_label(path, reader)
     check_scribble(scribble, path, src.ignore_label, slice_axis=None)
+    # 2D images are read as (1, y, x): slicing along axis 0 gives the whole image as the one slice
     result = degrade(scribble, src.ignore_label, mode, ratio, case_rng(seed, case), axis if scribble.shape[0] > 1
-                     else 1)
+                     else 0)
     copy_images(src, out, case)
     (out / LABELS_TR).mkdir(exist_ok=True)
     reader.write_seg(result.astype(np.uint8), str(out / LABELS_TR / path.name), props)

@@ -43,7 +43,7 @@ def dataset_stats(spec: str, axis: int = 0) -> dict:
     for case in ds.cases():
         scribble, _ = ds.read_label(ds.folder / LABELS_TR / f"{case}{ds.file_ending}", reader)
         dense, _ = ds.read_label(ds.folder / LABELS_TR_DENSE / f"{case}{ds.file_ending}", reader)
-        counts += volume_counts(scribble, dense, len(names), axis if scribble.shape[0] > 1 else 1)
+        counts += volume_counts(scribble, dense, len(names), axis if scribble.shape[0] > 1 else 0)  # 2D: (1, y, x)
         annotated, total = annotated + int((scribble != ds.ignore_label).sum()), total + scribble.size
     return {"name": ds.folder.name, "classes": names, "annotated_percent": 100 * annotated / total,
             "class_percent": (100 * counts[:, 0] / np.maximum(counts[:, 1], 1)).tolist(),

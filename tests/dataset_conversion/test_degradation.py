@@ -74,3 +74,39 @@ def test_volume_counts():
     scribble[:, 0, :] = 0
     counts = scribble_stats.volume_counts(scribble, dense, 2)
     assert counts[1].tolist() == [8, 72, 2, 2] and counts[0].tolist() == [20, 128, 2, 2]
+
+
+@pytest.mark.parametrize("mode", ["shrink", "drop"])
+def test_degrade_2d_images_treats_the_whole_image_as_one_slice(nnunet_env, mode):
+    # 2D images are read as (1, y, x); degrading them row by row kept part of every dropped class and shrank each
+    # image row separately
+    from nnunet_scribble.data.synthetic import generate_synthetic_dataset
+
+    src = generate_synthetic_dataset(nnunet_env[0], dataset_id=42, dim=2, num_train=3, num_test=1, progress=False)
+    args = ["-i", str(src), "-d", "43", "-n", "Deg2d", "--mode", mode, "--ratio", "0.5"]
+    degrade_dataset.convert(degrade_dataset.build_parser().parse_args(args))
+    for path in sorted((src / "labelsTr").glob("*.nii.gz")):
+        before = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        after = sitk.GetArrayFromImage(sitk.ReadImage(str(nnunet_env[0] / "Dataset043_Deg2d" / "labelsTr" / path.name)))
+        classes = [c for c in np.unique(before) if c != 4]
+        kept = [c for c in classes if (after == c).any()]
+        if mode == "drop":  # whole classes go: round(0.5 * N) of the N classes of the image, the others stay intact
+            assert len(kept) == len(classes) - min(round(0.5 * len(classes)), len(classes) - 1)
+            assert all((after == c).sum() == (before == c).sum() for c in kept)
+        else:  # round(0.5 * n) pixels per class of the whole image
+            assert all((after == c).sum() == (before == c).sum() - round(0.5 * (before == c).sum()) for c in classes)
+
+
+def test_dataset_stats_count_2d_images_as_one_slice(nnunet_env):
+    # a 2D case is read as (1, y, x): its components must be counted per image, not per image row
+    from nnunet_scribble.data.synthetic import generate_synthetic_dataset
+
+    src = generate_synthetic_dataset(nnunet_env[0], dataset_id=44, dim=2, num_train=2, num_test=0, progress=False)
+    stats = scribble_stats.dataset_stats(str(src))
+    expected = np.zeros((len(stats["classes"]), 4), np.int64)
+    for path in sorted((src / "labelsTr").glob("*.nii.gz")):
+        scribble = sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+        dense = sitk.GetArrayFromImage(sitk.ReadImage(str(src / "labelsTr_dense" / path.name)))
+        expected += scribble_stats.volume_counts(scribble[0][None], dense[0][None], len(stats["classes"]), axis=0)
+    assert expected[:, 3].max() == 2  # each class present in the 2 images counts 2 slices, not one per row
+    assert stats["components_per_slice"] == pytest.approx((expected[:, 2] / np.maximum(expected[:, 3], 1)).tolist())
