@@ -19,7 +19,6 @@ import os
 import platform
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -102,11 +101,7 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    env = dict(os.environ, nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "1"))
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        if not env.get(var):
-            sys.exit(f"{var} is not set: export the nnU-Net folders first")
-    env.pop("nnUNet_n_proc_DA", None)
+    env = bm.benchmark_env()
     raw_dir = bm.find_dataset_folder(env["nnUNet_raw"], args.dataset_id)
     pre_root = Path(env["nnUNet_preprocessed"])
     out = Path(args.output or Path(__file__).parent / "results" /

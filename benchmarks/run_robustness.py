@@ -237,11 +237,7 @@ def annotated_percent(raw: Path) -> float | None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    env = dict(os.environ, nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "1"))
-    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        if not env.get(var):
-            sys.exit(f"{var} is not set: export the nnU-Net folders first")
-    env.pop("nnUNet_n_proc_DA", None)  # set for training only (run_quality.py does); 0 crashes planning
+    env = bm.benchmark_env()
     roots = [env["nnUNet_raw"], env["nnUNet_preprocessed"], env["nnUNet_results"]]
     pre_root = Path(env["nnUNet_preprocessed"])
     source = bm.find_dataset_folder(env["nnUNet_raw"], args.dataset_id)

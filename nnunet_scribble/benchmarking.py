@@ -48,6 +48,22 @@ class TrainerResult:
         return self.label or self.trainer
 
 
+def benchmark_env() -> dict:
+    """The environment of the benchmark commands: nnU-Net's folders required, one preprocessing process by default.
+
+    ``nnUNet_n_proc_DA`` is removed: the pipeline sets it for training only (0 crashes nnU-Net's planner).
+
+    Raises:
+        SystemExit: naming the first of ``nnUNet_raw``, ``nnUNet_preprocessed``, ``nnUNet_results`` that is unset.
+    """
+    env = dict(os.environ, nnUNet_def_n_proc=os.environ.get("nnUNet_def_n_proc", "1"))
+    for var in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        if not env.get(var):
+            raise SystemExit(f"{var} is not set: export the nnU-Net folders first")
+    env.pop("nnUNet_n_proc_DA", None)
+    return env
+
+
 def find_dataset_folder(root: str | os.PathLike, dataset_id: int) -> Path:
     """``root/DatasetXXX_*`` for ``dataset_id``; raises FileNotFoundError naming ``root`` if absent."""
     hits = sorted(Path(root).glob(f"Dataset{dataset_id:03d}_*"))
