@@ -10,11 +10,12 @@ Examples:
 
 What is measured, for ``nnUNetTrainer`` first and then each trainer of ``-tr``, on the same plans and configuration:
 
-- **step time**: (CUDA: with nnU-Net's mixed precision, and ``torch.compile`` unless ``--no_compile``: nnU-Net
-  compiles on CUDA by default; compilation happens in the warm-up steps, give it enough) wall time of ``trainer.train_step(batch)`` (forward, loss, backward, optimiser step; CUDA
+- **step time**: wall time of ``trainer.train_step(batch)`` (forward, loss, backward, optimiser step; CUDA
   synchronised before and after) on one synthetic batch shaped like nnU-Net's loader output (``data`` plus one
   target per deep-supervision scale; ``--annotated`` of the voxels carry a random class, the rest the ignore label
-  when the dataset has one). Median over every timed step of every repetition, after ``--warmup`` steps.
+  when the dataset has one). Median over every timed step of every repetition, after ``--warmup`` steps. On CUDA
+  with nnU-Net's mixed precision and with ``torch.compile`` (nnU-Net's default on CUDA) unless ``--no_compile``;
+  compilation happens during the warm-up steps, give it enough.
 - **peak memory**: CUDA: ``torch.cuda.max_memory_allocated`` over the warm-up and timed steps (reset after the
   network and optimiser are built, so it is the training footprint: weights, gradients, optimiser state,
   activations). CPU: the increase of the process's peak resident set size (``resource.getrusage`` ``ru_maxrss``)

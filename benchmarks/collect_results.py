@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from nnunet_scribble import benchmarking as bm
+from nnunet_scribble.evaluation import evaluate_folder
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,7 +33,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--upper_bound", default="nnUNetTrainerFullySupervised",
                    help="name whose Dice is 100%% in the table (default: %(default)s)")
     p.add_argument("--title", default=None, help="first line of results.md")
+    p.add_argument("--rescore", action="store_true",
+                   help="re-evaluate summaries that lack the far-field / largest-component metrics from the "
+                        "predictions they name (summaries of older runs)")
     return p.parse_args(argv)
+
+
+def rescore(summary: dict) -> dict:
+    """The summary's cases evaluated again with ``extra_metrics`` (same reference and prediction folders)."""
+    return evaluate_folder(summary["reference_folder"], summary["prediction_folder"],
+                           cases=[c["case"] for c in summary["cases"]], extra_metrics=True)
 
 
 def main(argv=None) -> int:
@@ -43,6 +53,10 @@ def main(argv=None) -> int:
         if not Path(folder).is_dir():
             sys.exit(f"{folder}: no such results folder")
         found = bm.load_results(folder, f" {suffix}" if suffix else "")
+        if args.rescore:
+            for r in found:
+                if "extra" not in r.summary:
+                    r.summary.update({k: v for k, v in rescore(r.summary).items() if k in ("cases", "extra")})
         results += found
         header = Path(folder) / "results.md"
         first = header.read_text().splitlines()[0].lstrip("# ") if header.is_file() else "no results.md"

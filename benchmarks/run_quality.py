@@ -90,7 +90,8 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
         predict_s = pipeline.predict(images, pred, dataset_id, args.configuration, args.fold, trainer, plans_id,
                                      env, args.device, log_file=log)
     summary_json = out / bm.summary_file_name(trainer, run)
-    summary = evaluate_folder(reference, pred, cases=bm.case_ids(images), output_json=summary_json)
+    summary = evaluate_folder(reference, pred, cases=bm.case_ids(images), output_json=summary_json,
+                              extra_metrics=True)
     hparams = env.get("nnUNet_scribble_hparams") or ""
     label = f"{trainer} {hparams}" if hparams else None
     summary.update(train_seconds=train_s, predict_seconds=predict_s, held_out=what, dataset=raw_dir.name,

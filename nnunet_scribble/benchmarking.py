@@ -237,7 +237,10 @@ def results_rows(results: Sequence[TrainerResult], upper_bound: str | None) -> l
 
     Several runs of one name (repeats) are pooled: values are the mean over runs of each run's mean (± the mean
     across-case standard deviation); the columns ``runs``, ``run-to-run sd`` (of mean Dice, percentage points) and
-    ``rank`` (see :func:`ranking_notes`) appear as soon as any name has more than one run.
+    ``rank`` (see :func:`ranking_notes`) appear as soon as any name has more than one run. Summaries evaluated with
+    ``extra_metrics`` add ``far fg %`` (share of the predicted foreground farther than 15 mm from the reference
+    foreground, mean over cases) and ``Dice mean, largest component`` (after nnU-Net's largest-foreground-component
+    post-processing); rows without them leave those cells empty.
     """
     groups = group_runs(results)
     ub = groups.get(upper_bound) if upper_bound else None
@@ -255,6 +258,11 @@ def results_rows(results: Sequence[TrainerResult], upper_bound: str | None) -> l
         d, h = _pooled(runs, lambda s: s["mean"]["Dice"]), _pooled(runs, lambda s: s["mean"]["HD95"])
         row["Dice mean"] = f"{100 * d[0]:.1f} ± {100 * d[1]:.1f}"
         row["HD95 mean"] = f"{h[0]:.1f} ± {h[1]:.1f}"
+        if all("extra" in r.summary for r in runs):
+            far = _pooled(runs, lambda s: s["extra"]["far_foreground"])
+            lcc = _pooled(runs, lambda s: s["extra"]["Dice_largest_component"])
+            row["far fg %"] = f"{100 * far[0]:.0f}"
+            row["Dice mean, largest component"] = f"{100 * lcc[0]:.1f} ± {100 * lcc[1]:.1f}"
         if repeated:
             sd, measured = spread[name][1], spread[name][2]
             row["runs"] = len(runs)

@@ -117,3 +117,12 @@ def test_load_results_reads_repeats_and_labels(tmp_path):
     assert [r.name for r in bm.load_results(tmp_path, " (v2)")][0] == "T (v2)"
     with pytest.raises(FileNotFoundError, match="no summary"):
         bm.load_results(tmp_path / "missing")
+
+
+def test_extra_metric_columns_when_every_run_has_them():
+    with_extra = {**_summary(0.8), "extra": {"far_foreground": {"mean": 0.25, "std": 0.1},
+                                             "Dice_largest_component": {"mean": 0.85, "std": 0.05}}}
+    rows = bm.results_rows([bm.TrainerResult("A", with_extra, 1.0, 1.0, "D"),
+                            bm.TrainerResult("B", _summary(0.7), 1.0, 1.0, "D")], None)
+    assert rows[0]["far fg %"] == "25" and rows[0]["Dice mean, largest component"] == "85.0 ± 5.0"
+    assert "far fg %" not in rows[1]

@@ -19,7 +19,8 @@ from typing import Any, Mapping, Sequence, Union
 
 import numpy as np
 
-from nnunet_scribble.evaluation.metrics import METRIC_CONVENTIONS, compute_case_metrics, foreground_labels
+from nnunet_scribble.evaluation.metrics import (METRIC_CONVENTIONS, compute_case_metrics, dice, far_foreground_fraction,
+                                                foreground_labels, keep_largest_foreground_component)
 
 #: File endings recognised when the ending is neither given nor found in ``dataset.json`` (longest first).
 FILE_ENDINGS = (".nii.gz", ".nii", ".png", ".tiff", ".tif", ".mha", ".nrrd")
@@ -30,8 +31,8 @@ PathLike = Union[str, os.PathLike]
 def evaluate_folder(reference_folder: PathLike, prediction_folder: PathLike,
                     labels: Mapping[str, int] | Sequence[int] | None = None, file_ending: str | None = None,
                     cases: Sequence[str] | None = None, num_processes: int = 1, output_json: PathLike | None = None,
-                    output_markdown: PathLike | None = None, output_boxplot: PathLike | None = None
-                    ) -> dict[str, Any]:
+                    output_markdown: PathLike | None = None, output_boxplot: PathLike | None = None,
+                    extra_metrics: bool = False) -> dict[str, Any]:
     """Compute Dice and HD95 of every case and class, aggregate them and optionally write JSON/Markdown/PNG.
 
     Args:
@@ -47,6 +48,10 @@ def evaluate_folder(reference_folder: PathLike, prediction_folder: PathLike,
         output_json: where to write the summary as JSON (atomically); None writes nothing.
         output_markdown: where to write :func:`summary_to_markdown`; None writes nothing.
         output_boxplot: where to write :func:`save_boxplot`; None writes nothing.
+        extra_metrics: also compute, per case, the share of predicted foreground farther than 15 mm from the
+            reference foreground (``far_foreground``, see ``metrics.far_foreground_fraction``) and the mean Dice
+            after nnU-Net's largest-foreground-component post-processing (``Dice_largest_component``); their
+            mean/std over cases go to ``summary["extra"]``.
 
     Returns:
         The summary: ``reference_folder``, ``prediction_folder``, ``labels``, ``metric_conventions``, ``cases``
@@ -67,7 +72,7 @@ def evaluate_folder(reference_folder: PathLike, prediction_folder: PathLike,
                       f"{missing[:5]}{' ...' if len(missing) > 5 else ''}", stacklevel=2)
     rw_class = _reader_class(file_ending, pred_dir / f"{case_ids[0]}{file_ending}", dataset_json)
     jobs = [(rw_class, case, str(pred_dir / f"{case}{file_ending}"), str(ref_dir / f"{case}{file_ending}"),
-             label_map) for case in case_ids]
+             label_map, extra_metrics) for case in case_ids]
     if num_processes > 1:
         with multiprocessing.get_context("spawn").Pool(min(num_processes, len(jobs))) as pool:
             case_results = pool.starmap(_evaluate_case, jobs)
@@ -79,7 +84,7 @@ def evaluate_folder(reference_folder: PathLike, prediction_folder: PathLike,
 
 
 def _evaluate_case(rw_class: type, case: str, pred_file: str, ref_file: str,
-                   labels: Mapping[str, Any]) -> dict[str, Any]:
+                   labels: Mapping[str, Any], extra_metrics: bool = False) -> dict[str, Any]:
     """Read one prediction/reference pair and compute its metrics (top-level so that worker processes can run it)."""
     rw = rw_class()
     pred, _ = rw.read_seg(pred_file)
@@ -91,8 +96,15 @@ def _evaluate_case(rw_class: type, case: str, pred_file: str, ref_file: str,
     spacing = [float(s) for s in props["spacing"]]
     metrics = compute_case_metrics(pred, ref, labels, spacing)
     mean = {m: float(np.mean([v[m] for v in metrics.values()])) for m in METRICS}
-    return {"case": case, "prediction_file": pred_file, "reference_file": ref_file, "spacing": spacing,
-            "metrics": metrics, "mean": mean}
+    result = {"case": case, "prediction_file": pred_file, "reference_file": ref_file, "spacing": spacing,
+              "metrics": metrics, "mean": mean}
+    if extra_metrics:
+        post = keep_largest_foreground_component(pred, labels)
+        result["extra"] = {
+            "far_foreground": far_foreground_fraction(pred, ref, spacing),
+            "Dice_largest_component": float(np.mean([
+                dice(np.isin(post, np.atleast_1d(v)), np.isin(ref, np.atleast_1d(v))) for v in labels.values()]))}
+    return result
 
 
 def _summarize(case_results: list[dict[str, Any]], labels: Mapping[str, Any], ref_dir: Path, pred_dir: Path,
@@ -101,9 +113,13 @@ def _summarize(case_results: list[dict[str, Any]], labels: Mapping[str, Any], re
                  for name in labels}
     mean = {m: {k: v for k, v in _stats([c["mean"][m] for c in case_results]).items() if k in ("mean", "std")}
             for m in METRICS}
-    return {"reference_folder": str(ref_dir), "prediction_folder": str(pred_dir), "labels": dict(labels),
-            "metric_conventions": METRIC_CONVENTIONS, "cases": case_results, "per_class": per_class, "mean": mean,
-            "missing_predictions": missing}
+    summary = {"reference_folder": str(ref_dir), "prediction_folder": str(pred_dir), "labels": dict(labels),
+               "metric_conventions": METRIC_CONVENTIONS, "cases": case_results, "per_class": per_class, "mean": mean,
+               "missing_predictions": missing}
+    if case_results and "extra" in case_results[0]:
+        summary["extra"] = {k: {s: v for s, v in _stats([c["extra"][k] for c in case_results]).items()
+                                if s in ("mean", "std")} for k in case_results[0]["extra"]}
+    return summary
 
 
 def _stats(values: Sequence[float]) -> dict[str, float]:

@@ -117,6 +117,62 @@ def compute_case_metrics(pred: np.ndarray, ref: np.ndarray, labels: Mapping[str,
     return result
 
 
+def far_foreground_fraction(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
+                            max_distance_mm: float = 15.0) -> float:
+    """Share of the predicted foreground that lies farther than ``max_distance_mm`` from all reference foreground.
+
+    Measures the false positives far from the structure (scribble-trained models paint look-alike regions in
+    distant anatomy), which Dice mixes with boundary errors. Distances are Euclidean in mm (``spacing``), in 3D
+    across slices too; foreground = every label > 0 together.
+
+    Args:
+        pred: predicted label map.
+        ref: dense reference label map of the same shape.
+        spacing: voxel size in mm, one value per array axis.
+        max_distance_mm: distance beyond which a predicted voxel counts as far.
+
+    Returns:
+        A fraction in [0, 1]: 0.0 without predicted foreground, 1.0 when the reference has no foreground but the
+        prediction has.
+
+    Raises:
+        ValueError: if the shapes differ or the spacing length does not match the number of axes.
+    """
+    if pred.shape != ref.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
+    spacing_arr = _check_spacing(spacing, pred.ndim)
+    pred_fg, ref_fg = pred > 0, ref > 0
+    if not pred_fg.any():
+        return 0.0
+    if not ref_fg.any():
+        return 1.0
+    distance = ndimage.distance_transform_edt(~ref_fg, sampling=spacing_arr)
+    return float((distance[pred_fg] > max_distance_mm).mean())
+
+
+def keep_largest_foreground_component(pred: np.ndarray, labels: Mapping[str, LabelValue]) -> np.ndarray:
+    """nnU-Net's "remove all but the largest foreground region" post-processing of a label map.
+
+    All foreground labels form one mask; voxels outside its largest connected component become background
+    (nnU-Net's own ``remove_all_but_largest_component_from_segmentation``, the candidate that
+    ``nnUNetv2_find_best_configuration`` tries first).
+
+    Args:
+        pred: predicted label map.
+        labels: ``{name: value}``; background and ``"ignore"`` are skipped.
+
+    Returns:
+        The post-processed copy of ``pred``.
+    """
+    from nnunetv2.postprocessing.remove_connected_components import \
+        remove_all_but_largest_component_from_segmentation
+
+    values = sorted({int(v) for value in foreground_labels(labels).values() for v in np.atleast_1d(value)})
+    if not values or not np.isin(pred, values).any():
+        return pred.copy()
+    return remove_all_but_largest_component_from_segmentation(pred, values)
+
+
 def foreground_labels(labels: Mapping[str, LabelValue]) -> dict[str, LabelValue]:
     """Return ``labels`` without background (value 0) and without the label named ``"ignore"``.
 

@@ -140,3 +140,23 @@ def test_cli(nifti_dataset, capsys):
     with pytest.raises(SystemExit) as exc:
         evaluate_main([str(ref_dir), str(pred_dir / "nope")])
     assert exc.value.code == 2
+
+
+def test_extra_metrics_match_the_functions_on_each_case(nifti_dataset):
+    from nnunet_scribble.evaluation.metrics import dice, far_foreground_fraction, keep_largest_foreground_component
+
+    ref_dir, pred_dir, arrays = nifti_dataset
+    plain = evaluate_folder(ref_dir, pred_dir, cases=["case_000", "case_001"])
+    assert "extra" not in plain and "extra" not in plain["cases"][0]
+    summary = evaluate_folder(ref_dir, pred_dir, cases=["case_000", "case_001"], extra_metrics=True)
+    far, lcc = [], []
+    for case in summary["cases"]:
+        pred, ref = arrays[case["case"]]
+        post = keep_largest_foreground_component(pred, LABELS)
+        far.append(far_foreground_fraction(pred, ref, NNUNET_SPACING))
+        lcc.append(np.mean([dice(post == v, ref == v) for v in (1, 2)]))
+        assert case["extra"] == pytest.approx({"far_foreground": far[-1], "Dice_largest_component": lcc[-1]})
+    assert summary["extra"]["far_foreground"] == pytest.approx({"mean": np.mean(far), "std": np.std(far)})
+    assert summary["extra"]["Dice_largest_component"]["mean"] == pytest.approx(np.mean(lcc))
+    # the two label boxes of a case are disjoint: post-processing drops the smaller one, so Dice can only fall here
+    assert summary["extra"]["Dice_largest_component"]["mean"] <= summary["mean"]["Dice"]["mean"] + 1e-9

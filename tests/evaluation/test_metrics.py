@@ -126,3 +126,34 @@ def test_compute_case_metrics_skips_background_and_ignore():
     assert result["b"]["Dice"] == 0.0 and result["b"]["n_pred"] == 0 and result["b"]["n_ref"] == 1
     assert result["b"]["HD95"] == pytest.approx(math.hypot(7, 7))
     assert result["ab"]["n_ref"] == 17
+
+
+def test_far_foreground_fraction_by_hand():
+    from nnunet_scribble.evaluation.metrics import far_foreground_fraction
+
+    ref = np.zeros((1, 40), np.uint8)
+    ref[0, 0:2] = 1  # reference foreground at x = 0, 1
+    pred = np.zeros_like(ref)
+    pred[0, [1, 5, 8, 20]] = (2, 1, 1, 3)  # distances 0, 4, 7, 19 voxels
+    # spacing 2 mm: 0, 8, 14, 38 mm -> only x = 20 is farther than 15 mm
+    assert far_foreground_fraction(pred, ref, (1.0, 2.0)) == 0.25
+    assert far_foreground_fraction(pred, ref, (1.0, 2.0), max_distance_mm=7.0) == 0.75  # 8, 14, 38 mm
+    assert far_foreground_fraction(np.zeros_like(ref), ref, (1.0, 2.0)) == 0.0  # nothing predicted
+    assert far_foreground_fraction(pred, np.zeros_like(ref), (1.0, 2.0)) == 1.0  # nothing to be near
+    # 3D: a voxel one slice (10 mm) above the structure is near, two slices (20 mm) above is far
+    ref3, pred3 = np.zeros((3, 4, 4), np.uint8), np.zeros((3, 4, 4), np.uint8)
+    ref3[0, 1, 1] = 1
+    pred3[1, 1, 1] = pred3[2, 1, 1] = 1
+    assert far_foreground_fraction(pred3, ref3, (10.0, 1.0, 1.0)) == 0.5
+
+
+def test_keep_largest_foreground_component_treats_all_labels_as_one_region():
+    from nnunet_scribble.evaluation.metrics import keep_largest_foreground_component
+
+    pred = np.zeros((1, 12), np.uint8)
+    pred[0, 0:3] = (1, 2, 3)  # one 3-voxel region made of three labels
+    pred[0, 6:8] = 1  # a 2-voxel region
+    pred[0, 10] = 2  # a 1-voxel region
+    post = keep_largest_foreground_component(pred, {"background": 0, "a": 1, "b": 2, "c": 3, "ignore": 4})
+    assert post[0].tolist() == [1, 2, 3] + [0] * 9 and pred[0, 6] == 1  # input untouched
+    assert keep_largest_foreground_component(np.zeros((2, 2), np.uint8), {"a": 1}).sum() == 0
