@@ -244,11 +244,15 @@ def worker(args: argparse.Namespace) -> dict:
         batch = synthetic_batch(trainer, args.annotated)
         step_times, peak_mib = time_steps(trainer, batch, args.warmup, args.steps, device)
         flops = count_flops(trainer, batch)
-        data = time_data_pipeline(trainer, args.data_batches) if args.dataset_id is not None and args.data_batches \
-            else []
+        data, data_error = [], None
+        if args.dataset_id is not None and args.data_batches:
+            try:
+                data = time_data_pipeline(trainer, args.data_batches)
+            except Exception as e:  # e.g. CSPNet before its stage 1 wrote pseudo labels: report, keep the rest
+                data_error = f"{type(e).__name__}: {e}"
         inference = time_inference(trainer, args, device) if args.inference_reps > 0 else []
     return {"trainer": args.worker, "step_s": step_times, "peak_mib": peak_mib, "inference_s": inference,
-            "flops": flops, "data_s": data,
+            "flops": flops, "data_s": data, "data_error": data_error,
             "patch_size": list(trainer.configuration_manager.patch_size),
             "batch_size": trainer.configuration_manager.batch_size,
             "parameters": sum(p.numel() for p in trainer.network.parameters())}
@@ -317,6 +321,9 @@ def main(argv: list[str] | None = None) -> None:
           f"{platform.processor() or platform.machine()}, torch threads from the environment; "
           f"{args.reps}×{args.steps} steps per trainer\n")
     print(format_table(summary))
+    for t, runs in results.items():
+        if runs[0].get("data_error"):
+            print(f"\n{t}: data pipeline not measured: {runs[0]['data_error']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"args": vars(args), "summary": summary, "runs": results}, indent=1))
 
