@@ -61,6 +61,8 @@ def main(argv=None) -> int:
         header = Path(folder) / "results.md"
         first = header.read_text().splitlines()[0].lstrip("# ") if header.is_file() else "no results.md"
         sources.append(f"- `{folder}` ({first}): {', '.join(sorted({r.name for r in found}))}")
+    first = [args.upper_bound, "nnUNetTrainerScribble"]  # upper bound and baseline on top, then as given
+    results.sort(key=lambda r: first.index(r.name) if r.name in first else len(first))
     cases = {len(r.summary["cases"]) for r in results}
     if len(cases) > 1:
         sys.exit(f"the folders score different numbers of cases ({sorted(cases)}): not one benchmark")

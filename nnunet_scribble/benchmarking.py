@@ -310,7 +310,7 @@ def plot_results(results: Sequence[TrainerResult], png: Path) -> Path:
     ax_bar.set_xticks(np.arange(len(classes)) + 0.4 - width / 2, classes)
     ax_bar.set_ylabel("Dice")
     ax_bar.set_ylim(0, 1)
-    ax_bar.legend(fontsize=7)
+    ax_bar.legend(fontsize=6, ncol=2, loc="lower center", bbox_to_anchor=(0.5, 1.0))
     ax_box.boxplot([[c["mean"]["Dice"] for r in runs for c in r.summary["cases"]] for runs in groups.values()])
     ax_box.set_xticks(range(1, len(groups) + 1), [n.replace("nnUNetTrainer", "") or "nnUNetTrainer" for n in groups],
                       rotation=30, ha="right", fontsize=7)
