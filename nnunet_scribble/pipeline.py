@@ -32,7 +32,12 @@ class Preset:
         max_stages: at most this many resolution stages (the planned strides/kernels of the first stages are kept).
         base_features: features of the first stage, doubled per stage up to ``max_features``.
         max_features: cap of the features per stage.
-        max_patch_2d: cap of each in-plane patch axis (voxels); rounded down to the network's divisibility.
+        max_patch_2d: cap of each in-plane patch axis (voxels), rounded down to the network's divisibility;
+            ``None`` keeps nnU-Net's planned 2D patch. The ``cpu`` preset keeps it: nnU-Net plans 2D patches to
+            cover the median slice, and with an ignore label its loader centres every patch on an annotated voxel,
+            so a smaller patch hides the unannotated periphery of each slice from training (ACDC: with a 128x128
+            patch, 42 % of the pixels more than 10 px from the heart lie in a sampled patch less than 5 % of the
+            time; with the planned 256x224, 0.4 %). The methods' unsupervised terms act on exactly those pixels.
         max_patch_3d: cap of each 3D patch axis.
         max_batch_size: cap of the planned batch size.
         schedule: nnU-Net knobs for ``nnUNet_scribble_hparams`` (epochs, iterations per epoch, ...).
@@ -43,7 +48,7 @@ class Preset:
     max_stages: int = 5
     base_features: int = 16
     max_features: int = 128
-    max_patch_2d: int = 96
+    max_patch_2d: int | None = 96
     max_patch_3d: tuple[int, int, int] = (16, 64, 64)
     max_batch_size: int = 4
     schedule: dict = field(default_factory=dict)
@@ -59,7 +64,7 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset("demo", max_stages=4, base_features=16, max_features=128, max_patch_2d=96, max_batch_size=4,
                    schedule={"num_epochs": 12, "num_iterations_per_epoch": 100, "num_val_iterations_per_epoch": 5,
                              "save_every": 5}),
-    "cpu": Preset("cpu", max_stages=5, base_features=16, max_features=256, max_patch_2d=128, max_batch_size=4,
+    "cpu": Preset("cpu", max_stages=5, base_features=16, max_features=256, max_patch_2d=None, max_batch_size=4,
                   schedule={"num_epochs": 25, "num_iterations_per_epoch": 50, "num_val_iterations_per_epoch": 10,
                             "save_every": 10, "test_time_mirroring": False}),
     "paper": Preset("paper", reduce_plan=False),
@@ -78,7 +83,7 @@ def reduce_configuration(config: dict, preset: Preset, is_3d: bool) -> dict:
     kwargs["features_per_stage"] = [min(preset.base_features * 2 ** i, preset.max_features) for i in range(n)]
     ndim = len(config["patch_size"])
     divisor = np.prod([s if isinstance(s, (list, tuple)) else [s] * ndim for s in kwargs["strides"]], axis=0)
-    caps = preset.max_patch_3d if is_3d else [preset.max_patch_2d] * len(config["patch_size"])
+    caps = preset.max_patch_3d if is_3d else [preset.max_patch_2d or max(config["patch_size"])] * ndim
     config["patch_size"] = [int(max(d, min(p, c) // d * d)) for p, c, d in zip(config["patch_size"], caps, divisor)]
     config["batch_size"] = min(config["batch_size"], preset.max_batch_size)
     config["pool_op_kernel_sizes"] = kwargs["strides"]

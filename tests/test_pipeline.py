@@ -25,8 +25,14 @@ def test_cpu_preset_reduces_acdc_2d_plan():
     assert kw["n_stages"] == 5 and kw["features_per_stage"] == [16, 32, 64, 128, 256]
     assert len(kw["strides"]) == len(kw["kernel_sizes"]) == len(kw["n_conv_per_stage"]) == 5
     assert len(kw["n_conv_per_stage_decoder"]) == 4
-    assert out["patch_size"] == [128, 128]  # divisible by 2**4
+    assert out["patch_size"] == [256, 224]  # the planned 2D patch is kept: it covers the slice
     assert out["batch_size"] == 4
+
+
+def test_demo_preset_caps_the_2d_patch():
+    out = pipeline.reduce_configuration(_acdc_like_2d(), pipeline.PRESETS["demo"], is_3d=False)
+    assert out["architecture"]["arch_kwargs"]["n_stages"] == 4
+    assert out["patch_size"] == [96, 96]  # capped, divisible by 2**3
 
 
 def test_3d_patch_respects_anisotropic_pooling():
