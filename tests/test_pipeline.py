@@ -26,7 +26,7 @@ def test_cpu_preset_reduces_acdc_2d_plan():
     assert len(kw["strides"]) == len(kw["kernel_sizes"]) == len(kw["n_conv_per_stage"]) == 5
     assert len(kw["n_conv_per_stage_decoder"]) == 4
     assert out["patch_size"] == [256, 224]  # the planned 2D patch is kept: it covers the slice
-    assert out["batch_size"] == 4
+    assert out["batch_size"] == 2
 
 
 def test_demo_preset_caps_the_2d_patch():
