@@ -35,6 +35,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-tr", "--trainers", nargs="+", default=["nnUNetTrainerScribble", "nnUNetTrainerFullySupervised"],
                    help="trainer class names (default: %(default)s)")
     p.add_argument("--preset", default="cpu", choices=sorted(pipeline.PRESETS), help="(default: %(default)s)")
+    p.add_argument("-p", "--plans", default="nnUNetPlans",
+                   help="plans the preset reduces (default: %(default)s), e.g. ones made with nnUNetv2_plan_experiment "
+                        "-overwrite_target_spacing ... -overwrite_plans_name NAME and preprocessed with "
+                        "nnUNetv2_preprocess -plans_name NAME")
     p.add_argument("--schedule", default=None,
                    help="JSON overriding the preset's schedule, e.g. '{\"num_epochs\": 1, \"num_iterations_per_epoch\": 10}'")
     p.add_argument("--upper_bound", default="nnUNetTrainerFullySupervised",
@@ -65,7 +69,7 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
         env = dict(env, nnUNet_results=str(Path(env["nnUNet_results"]) / f"repeat_{run}"))
     pre = Path(env["nnUNet_preprocessed"]) / raw_dir.name
     preset = pipeline.PRESETS[args.preset]
-    plans_id = pipeline.write_preset_plans(pre, preset)
+    plans_id = pipeline.write_preset_plans(pre, preset, args.plans)
     model = Path(env["nnUNet_results"]) / raw_dir.name / f"{trainer}__{plans_id}__{args.configuration}"
     log = out / "commands.log"
     schedule = {**preset.schedule, **json.loads(args.schedule or "{}")}
@@ -109,7 +113,11 @@ def main(argv=None) -> int:
                f"{raw_dir.name}_{args.configuration}_fold{args.fold}_{args.preset}")
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
-    if not (pre_root / raw_dir.name / "nnUNetPlans.json").is_file():
+    if not (pre_root / raw_dir.name / f"{args.plans}.json").is_file():
+        if args.plans != "nnUNetPlans":
+            raise SystemExit(f"{pre_root / raw_dir.name / (args.plans + '.json')} not found: plan and preprocess "
+                             f"these plans first (nnUNetv2_plan_experiment ... -overwrite_plans_name {args.plans}, "
+                             f"nnUNetv2_preprocess -d {args.dataset_id} -plans_name {args.plans} -c {args.configuration})")
         pipeline.plan_and_preprocess(args.dataset_id, [args.configuration], env, log)
     results = []
     for run in range(args.repeats):
@@ -121,7 +129,7 @@ def main(argv=None) -> int:
                 results.append(run_trainer(args, trainer, raw_dir, args.dataset_id, env, out, raw_dir, run))
             else:
                 twin_id = args.dense_dataset_id or bm.default_twin_id(args.dataset_id)
-                twin = bm.make_dense_twin(raw_dir, twin_id, pre_root, env, args.configuration, log)
+                twin = bm.make_dense_twin(raw_dir, twin_id, pre_root, env, args.configuration, log, args.plans)
                 results.append(run_trainer(args, trainer, twin, twin_id, env, out, raw_dir, run))
             print(f"    mean Dice {results[-1].summary['mean']['Dice']['mean']:.4f}, "
                   f"train {results[-1].train_seconds:.0f} s", flush=True)
@@ -129,6 +137,7 @@ def main(argv=None) -> int:
                             cwd=Path(__file__).parent).stdout.strip() or "unknown"
     schedule = {**pipeline.PRESETS[args.preset].schedule, **json.loads(args.schedule or "{}")}
     header = (f"# {raw_dir.name}, {args.configuration}, fold {args.fold}, preset '{args.preset}' "
+              + (f"of {args.plans} " if args.plans != "nnUNetPlans" else "") +
               f"({schedule or 'nnU-Net schedule'})\n\n"
               f"Held-out: {results[0].summary['held_out']}. Date {time.strftime('%Y-%m-%d')}, commit {commit}, "
               f"machine: {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "

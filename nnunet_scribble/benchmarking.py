@@ -86,8 +86,8 @@ def default_twin_id(dataset_id: int) -> int:
 
 
 def make_dense_twin(raw_dir: Path, twin_id: int, preprocessed_root: Path, env: dict, configuration: str,
-                    log_file=None) -> Path:
-    """Create (once) and preprocess the dense twin of a scribble dataset; return its raw folder.
+                    log_file=None, plans_name: str = "nnUNetPlans") -> Path:
+    """Create (once) and preprocess the dense twin of a scribble dataset with its ``plans_name``; return its raw folder.
 
     Raises:
         FileNotFoundError: if the scribble dataset has no ``labelsTr_dense``.
@@ -109,18 +109,18 @@ def make_dense_twin(raw_dir: Path, twin_id: int, preprocessed_root: Path, env: d
         os.replace(tmp, twin)
     pre_src = preprocessed_root / raw_dir.name
     pre_twin = preprocessed_root / twin.name
-    if not (pre_twin / "nnUNetPlans.json").is_file():
-        copy_plans(pre_src, pre_twin, twin.name)
+    if not (pre_twin / f"{plans_name}.json").is_file():
+        copy_plans(pre_src, pre_twin, twin.name, plans_name)
     shutil.copyfile(twin / "dataset.json", pre_twin / "dataset.json")  # normally written by nnU-Net's planner
     if (pre_src / "splits_final.json").is_file():
         shutil.copyfile(pre_src / "splits_final.json", pre_twin / "splits_final.json")
-    data_id = json.loads((pre_twin / "nnUNetPlans.json").read_text())["configurations"][configuration].get(
-        "data_identifier", f"nnUNetPlans_{configuration}")
+    data_id = json.loads((pre_twin / f"{plans_name}.json").read_text())["configurations"][configuration].get(
+        "data_identifier", f"{plans_name}_{configuration}")
     if not (pre_twin / data_id).is_dir():
         pipeline.run_command([pipeline.console_script("nnUNetv2_extract_fingerprint"), "-d", str(twin_id),
                               "-np", "1"], env, log_file)
         pipeline.run_command([pipeline.console_script("nnUNetv2_preprocess"), "-d", str(twin_id), "-plans_name",
-                              "nnUNetPlans", "-c", configuration, "-np", "1"], env, log_file)
+                              plans_name, "-c", configuration, "-np", "1"], env, log_file)
     return twin
 
 

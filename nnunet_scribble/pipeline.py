@@ -96,20 +96,26 @@ def reduce_configuration(config: dict, preset: Preset, is_3d: bool) -> dict:
 
 def write_preset_plans(preprocessed_dataset_dir: str | os.PathLike, preset: Preset,
                        source_plans: str = "nnUNetPlans") -> str:
-    """Write ``<identifier>.json`` next to nnU-Net's plans (all configurations reduced) and return the identifier."""
+    """Write ``<identifier>.json`` next to nnU-Net's plans (all configurations reduced) and return the identifier.
+
+    The identifier is ``nnUNetPlans_<preset>`` for nnU-Net's default plans and ``<source_plans>_<preset>`` for other
+    plans (e.g. ones made by ``nnUNetv2_plan_experiment -overwrite_target_spacing ... -overwrite_plans_name ...``);
+    the reduced plans keep the source's ``data_identifier``, so they train on its preprocessed data.
+    """
     if not preset.reduce_plan:
         return source_plans
     src = Path(preprocessed_dataset_dir) / f"{source_plans}.json"
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found: run nnUNetv2_plan_and_preprocess first")
+    identifier = preset.plans_identifier if source_plans == "nnUNetPlans" else f"{source_plans}_{preset.name}"
     plans = json.loads(src.read_text())
-    plans["plans_name"] = preset.plans_identifier
+    plans["plans_name"] = identifier
     for name, config in plans["configurations"].items():
         if "architecture" in config:  # configurations with 'inherits_from' only carry overrides
             plans["configurations"][name] = reduce_configuration(config, preset, len(config["patch_size"]) == 3)
-    dst = Path(preprocessed_dataset_dir) / f"{preset.plans_identifier}.json"
+    dst = Path(preprocessed_dataset_dir) / f"{identifier}.json"
     dst.write_text(json.dumps(plans, indent=2))
-    return preset.plans_identifier
+    return identifier
 
 
 def nnunet_env(raw: str | os.PathLike, preprocessed: str | os.PathLike, results: str | os.PathLike,
