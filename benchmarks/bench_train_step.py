@@ -217,6 +217,9 @@ def time_inference(trainer, args: argparse.Namespace, device) -> list[float]:
 def time_data_pipeline(trainer, batches: int) -> list[float]:
     """Seconds per batch of the trainer's training loader in this process (one data-augmentation worker)."""
     os.environ["nnUNet_n_proc_DA"] = "0"  # nnU-Net then iterates loader + transforms in the calling process
+    folder = getattr(trainer, "pseudo_label_folder_path", lambda: None)()
+    if folder is not None and os.path.isdir(folder):  # CSPNet stage 2 reads its existing pseudo labels
+        trainer.pseudo_label_folder = folder
     trainer.dataloader_train, trainer.dataloader_val = trainer.get_dataloaders()
     times = []
     for i in range(batches + 1):

@@ -137,11 +137,14 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         self._stage = 2
         super().on_train_start()
 
+    def pseudo_label_folder_path(self) -> str:
+        """Where this fold's pseudo labels live (whether or not they exist yet)."""
+        return os.path.join(stage1.pseudo_label_root(self.preprocessed_dataset_folder_base), self.pseudo_label_key())
+
     def prepare_pseudo_labels(self) -> str:
         """The fold's complete pseudo-label folder: reused, imported from ``pseudo_labels_raw``, or made by stage 1."""
         tr_keys, _ = self.do_split()
-        folder = os.path.join(stage1.pseudo_label_root(self.preprocessed_dataset_folder_base),
-                              self.pseudo_label_key())
+        folder = self.pseudo_label_folder_path()
         if os.path.isdir(folder):
             manifest = stage1.check_folder(folder, tr_keys, self.dataset_class, self.preprocessed_dataset_folder)
             self.print_to_log_file(f"CSPNet: reusing pseudo labels in {folder} (source {manifest['source']})")
