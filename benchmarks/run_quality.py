@@ -58,6 +58,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def _previous_train_seconds(summary_json: Path, fold_dir: Path) -> float:
+    """Training time recorded by an earlier run of the same model, or NaN (a model trained elsewhere)."""
+    try:
+        previous = json.loads(summary_json.read_text())
+    except (OSError, ValueError):
+        return float("nan")
+    recorded = previous.get("model_folder") or str(Path(previous.get("prediction_folder", "")).parent)
+    same_model = Path(recorded) == fold_dir
+    return float(previous.get("train_seconds", float("nan"))) if same_model else float("nan")
+
+
 def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path,
                 eval_raw_dir: Path, run: int = 0) -> bm.TrainerResult:
     """Train ``trainer`` on ``raw_dir`` (the dataset or its dense twin), score it on ``eval_raw_dir``'s held-out cases.
@@ -77,7 +88,9 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
     images, reference, what = bm.held_out_set(eval_raw_dir, Path(env["nnUNet_preprocessed"]) / eval_raw_dir.name,
                                               args.fold, out)
     train_s = float("nan")
+    summary_json = out / bm.summary_file_name(trainer, run)
     if args.reuse and (fold_dir / "checkpoint_final.pth").is_file():
+        train_s = _previous_train_seconds(summary_json, fold_dir)  # a reused model keeps its measured time
         if reference.name == "labelsTr_dense" and not bm.has_predictions(fold_dir / "validation", images):
             pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule, args.device,
                            extra_args=["--val"], log_file=log)  # final validation only
@@ -93,12 +106,11 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
         shutil.rmtree(pred, ignore_errors=True)  # nnUNetv2_predict does not clear it; stale cases would be scored
         predict_s = pipeline.predict(images, pred, dataset_id, args.configuration, args.fold, trainer, plans_id,
                                      env, args.device, log_file=log)
-    summary_json = out / bm.summary_file_name(trainer, run)
     summary = evaluate_folder(reference, pred, cases=bm.case_ids(images), output_json=summary_json,
                               extra_metrics=True)
     hparams = env.get("nnUNet_scribble_hparams") or ""
     label = f"{trainer} {hparams}" if hparams else None
-    summary.update(train_seconds=train_s, predict_seconds=predict_s, held_out=what, dataset=raw_dir.name,
+    summary.update(train_seconds=train_s, predict_seconds=predict_s, model_folder=str(fold_dir), held_out=what, dataset=raw_dir.name,
                    run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
     summary_json.write_text(json.dumps(summary, indent=2))
     return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name, run=run, label=label)
