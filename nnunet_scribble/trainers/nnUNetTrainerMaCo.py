@@ -52,6 +52,7 @@ class nnUNetTrainerMaCo(nnUNetTrainerScribble):
     lambda3: float = 0.1  # L_ep
     lambda4: float = 0.1  # L_con
     con_variant: str = "soft_ce"  # "soft_ce" (methods.md) or "printed" (eq. 6 as printed)
+    con_normalisation: str = "class"  # "class" (N_c per class) or "voxel" (one N), see losses.maco.con_loss
     pseudo_labels: str = "continuous"  # "continuous" (CPL) or "hard" (nearest-scribble one-hot, Table VIII)
     use_mcm: bool = True  # masked forward pass, L_sup(y'_m) and L_mcm
 
@@ -88,7 +89,7 @@ class nnUNetTrainerMaCo(nnUNetTrainerScribble):
         terms["ep"] = (ep_loss(probs, enhanced), self.lambda3)
         if self.lambda4 > 0:
             pseudo = hard_pseudo_labels(dist.float()) if self.pseudo_labels == "hard" else cpl
-            terms["con"] = (con_loss(logits, pseudo, self.con_variant), self.lambda4)
+            terms["con"] = (con_loss(logits, pseudo, self.con_variant, self.con_normalisation), self.lambda4)
         return terms
 
     def _distances_from_labels(self, labels: torch.Tensor) -> torch.Tensor:

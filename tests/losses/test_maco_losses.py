@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from nnunet_scribble.losses.maco import con_loss, cosine_loss, enhanced_prediction, ep_loss, mcm_loss
 
@@ -48,6 +49,38 @@ def test_con_loss_soft_ce_by_hand():
     assert con_loss(logits, torch.zeros_like(cpl)).item() == 0.0
     with pytest.raises(ValueError, match="variant"):
         con_loss(logits, cpl, "other")
+
+
+def test_con_loss_voxel_normalisation_by_hand_and_as_soft_target_cross_entropy():
+    logits = torch.zeros(1, 2, 2)
+    cpl = torch.tensor([[[1.0, 0.5], [0.0, 0.25]]])
+    # one N = 2 voxels with a non-zero pseudo label: (1.5 + 0.25) * log 2 / 2, divided by |C| = 2
+    assert con_loss(logits, cpl, normalisation="voxel").item() == pytest.approx(1.75 * math.log(2) / 4)
+    # identity: every voxel labelled -> PyTorch's cross-entropy with probability targets, divided by |C| (3D)
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 3, 4, 5)
+    cpl = torch.rand(2, 3, 3, 4, 5) + 0.05
+    expected = F.cross_entropy(logits, cpl) / 3
+    assert con_loss(logits, cpl, normalisation="voxel").item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="normalisation"):
+        con_loss(logits, cpl, normalisation="pixel")
+
+
+def test_con_loss_class_normalisation_favours_the_small_foreground_halo():
+    # background floor tau = 0.05 on 100 voxels, 0.5 on voxel 0; foreground 0.1 on voxels 0 and 1 (its halo).
+    cpl = torch.zeros(1, 2, 100)
+    cpl[0, 0] = 0.05
+    cpl[0, 0, 0] = 0.5
+    cpl[0, 1, :2] = 0.1
+    grads = {}
+    for norm in ("class", "voxel"):
+        logits = torch.zeros(1, 2, 100, requires_grad=True)
+        con_loss(logits, cpl, normalisation=norm).backward()
+        grads[norm] = logits.grad[0, :, 0]
+    # per-class N: background weight 0.5 / 100 < foreground 0.1 / 2 -> descent raises the foreground logit at voxel 0
+    assert grads["class"][1] < 0 < grads["class"][0]
+    # one N: the larger pseudo label (background 0.5 > 0.1) wins
+    assert grads["voxel"][0] < 0 < grads["voxel"][1]
 
 
 def test_con_loss_gradient_points_to_the_pseudo_label_3d():
