@@ -7,7 +7,7 @@ from nnunet_scribble.trainers.nnUNetTrainerDMPLS import nnUNetTrainerDMPLS
 from nnunet_scribble.trainers.nnUNetTrainerFullySupervised import nnUNetTrainerFullySupervised
 from nnunet_scribble.trainers.nnUNetTrainerMaCo import (nnUNetTrainerMaCo, nnUNetTrainerMaCoHardPL,
                                                         nnUNetTrainerMaCoNoCPL, nnUNetTrainerMaCoNoMCM,
-                                                        nnUNetTrainerMaCoRandomMask)
+                                                        nnUNetTrainerMaCoPerClassN, nnUNetTrainerMaCoRandomMask)
 from nnunet_scribble.trainers.nnUNetTrainerMedCL import (nnUNetTrainerMedCL, nnUNetTrainerMedCLNoAC,
                                                          nnUNetTrainerMedCLNoCategory, nnUNetTrainerMedCLNoCluster,
                                                          nnUNetTrainerMedCLNoMix)
@@ -18,7 +18,8 @@ from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
 
 __all__ = ["nnUNetTrainerCSPNet", "nnUNetTrainerCSPNetBasic", "nnUNetTrainerCSPNetNoDc", "nnUNetTrainerCSPNetNoDPM",
            "nnUNetTrainerCSPNetNoDs", "nnUNetTrainerCSPNetNoLoRM", "nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised", "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
-           "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble",
+           "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoPerClassN",
+           "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble",
            "nnUNetTrainerPCLMix", "nnUNetTrainerPCLMixNoContrast", "nnUNetTrainerPCLMixNoHet",
            "nnUNetTrainerPCLMixNoMix", "nnUNetTrainerPCLMixNoTFSup",
            "nnUNetTrainerMedCL", "nnUNetTrainerMedCLNoAC", "nnUNetTrainerMedCLNoCategory", "nnUNetTrainerMedCLNoCluster",

@@ -40,9 +40,9 @@ def test_con_loss_soft_ce_by_hand():
     cpl = torch.tensor([[[1.0, 0.5], [0.0, 0.25]]])
     # class 0: (1 + 0.5) * log 2 / N_0 = 2 -> 0.75 log 2; class 1: 0.25 log 2 / 1; sum / |C| = 2
     expected = (0.75 + 0.25) * math.log(2) / 2
-    assert con_loss(logits, cpl).item() == pytest.approx(expected)
+    assert con_loss(logits, cpl, normalisation="class").item() == pytest.approx(expected)
     # printed reading multiplies by y = 1/2
-    assert con_loss(logits, cpl, "printed").item() == pytest.approx(expected / 2)
+    assert con_loss(logits, cpl, "printed", "class").item() == pytest.approx(expected / 2)
     # confident correct prediction -> ~0; all-zero pseudo labels -> exactly 0
     sure = torch.tensor([[[20.0, 20.0], [-20.0, -20.0]]])
     assert con_loss(sure, torch.tensor([[[1.0, 1.0], [0.0, 0.0]]])).item() == pytest.approx(0.0, abs=1e-6)

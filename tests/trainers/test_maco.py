@@ -9,7 +9,7 @@ from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 from nnunet_helpers import synthetic_batch
 
 from nnunet_scribble.trainers import (nnUNetTrainerMaCo, nnUNetTrainerMaCoHardPL, nnUNetTrainerMaCoNoCPL,
-                                      nnUNetTrainerMaCoNoMCM, nnUNetTrainerMaCoRandomMask)
+                                      nnUNetTrainerMaCoNoMCM, nnUNetTrainerMaCoPerClassN, nnUNetTrainerMaCoRandomMask)
 from nnunet_scribble.transforms.distance_maps import ScribbleDistanceTransform, scribble_distance_maps
 
 IGNORE = 4
@@ -91,6 +91,7 @@ def test_distances_computed_in_the_step_when_missing(make_trainer):
     (nnUNetTrainerMaCoNoCPL, ["sup", "sup_masked", "mcm", "ep"]),
     (nnUNetTrainerMaCoHardPL, ["sup", "sup_masked", "mcm", "ep", "con"]),
     (nnUNetTrainerMaCoRandomMask, ["sup", "sup_masked", "mcm", "ep", "con"]),
+    (nnUNetTrainerMaCoPerClassN, ["sup", "sup_masked", "mcm", "ep", "con"]),
 ])
 def test_ablations(make_trainer, cls, terms):
     trainer = make_trainer(cls)
