@@ -110,8 +110,8 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
                               extra_metrics=True)
     hparams = env.get("nnUNet_scribble_hparams") or ""
     label = f"{trainer} {hparams}" if hparams else None
-    summary.update(train_seconds=train_s, predict_seconds=predict_s, model_folder=str(fold_dir), held_out=what, dataset=raw_dir.name,
-                   run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
+    summary.update(train_seconds=train_s, predict_seconds=predict_s, model_folder=str(fold_dir), held_out=what,
+                   dataset=raw_dir.name, run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
     summary_json.write_text(json.dumps(summary, indent=2))
     return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name, run=run, label=label)
 

@@ -76,14 +76,16 @@ def con_loss(logits: torch.Tensor, cpl: torch.Tensor, variant: str = "soft_ce",
 
     The normaliser ``|N|`` of eq. 6 is ambiguous (the text defines ``N = ||cpl^c||_0`` inside a sum over ``c``):
 
-    - ``"class"``: ``N_c = ||cpl^c||_0`` per class (the literal reading). The background's pseudo label has the floor ``tau`` everywhere,
-      so ``N_bg`` counts every voxel while a foreground class counts only its ~``ln(1/tau)/alpha`` halo: per voxel a
-      foreground class weighs ``N_bg / N_c`` times more than the background, and the loss's optimum labels the
-      whole halo as foreground. On ACDC (all training slices at the planned spacing) the argmax of these weights
-      covers 4.9x the true RV and 5.5x the true MYO area (precision 20 % / 13 %; ``benchmarks/cpl_targets.py``).
-    - ``"voxel"`` (default; deviation from the literal reading): one ``N`` for all classes, the number of voxels where any class has a non-zero pseudo label
-      (every voxel when the background has a scribble): a plain per-voxel soft-label cross-entropy divided by
-      ``|C|``, whose optimum is the normalised pseudo label (the nearest scribble's class).
+    - ``"class"``: ``N_c = ||cpl^c||_0`` per class (the literal reading). The background's pseudo label has the
+      floor ``tau`` everywhere, so ``N_bg`` counts every voxel while a foreground class counts only its
+      ~``ln(1/tau)/alpha`` halo: per voxel a foreground class weighs ``N_bg / N_c`` times more than the
+      background, and the loss's optimum labels the whole halo as foreground. On ACDC (all training slices at the
+      planned spacing) the argmax of these weights covers 4.9x the true RV and 5.5x the true MYO area (precision
+      20 % / 13 %; ``benchmarks/cpl_targets.py``).
+    - ``"voxel"`` (default; deviation from the literal reading): one ``N`` for all classes, the number of voxels
+      where any class has a non-zero pseudo label (every voxel when the background has a scribble): a plain
+      per-voxel soft-label cross-entropy divided by ``|C|``, whose optimum is the normalised pseudo label (the
+      nearest scribble's class).
 
     ``N`` is counted over the whole batch (deviation: the paper's formula is per image); a class with ``N_c = 0``
     contributes 0 but still counts in ``|C|``.
