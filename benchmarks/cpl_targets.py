@@ -28,6 +28,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from nnunet_scribble.benchmarking import find_dataset_folder
 from nnunet_scribble.transforms.distance_maps import continuous_pseudo_labels, scribble_distance_maps
 
 RULES = ("per-class N (eq. 6, 'class')", "one N ('voxel')", "nearest scribble (hard labels)")
@@ -79,8 +80,10 @@ def score(counts: dict[str, np.ndarray], labels: dict[str, np.ndarray], dense: n
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    raw_root, pre_root = Path(os.environ["nnUNet_raw"]), Path(os.environ.get("nnUNet_preprocessed", "/nonexistent"))
-    raw = next(raw_root.glob(f"Dataset{args.dataset_id:03d}_*"))
+    if "nnUNet_raw" not in os.environ:
+        raise SystemExit("nnUNet_raw is not set: export it (the folder holding DatasetXXX_<name>/labelsTr)")
+    raw = find_dataset_folder(os.environ["nnUNet_raw"], args.dataset_id)
+    pre_root = Path(os.environ.get("nnUNet_preprocessed", "/nonexistent"))
     info = json.loads((raw / "dataset.json").read_text())
     classes = {v: k for k, v in info["labels"].items() if k != "ignore"}
     ignore, ending = info["labels"]["ignore"], info["file_ending"]
