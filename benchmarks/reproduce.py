@@ -1,0 +1,269 @@
+#!/usr/bin/env python
+"""Reproduce a results table of benchmarks/README.md with one command, from a fresh clone plus the data.
+
+Each target runs every step its table needs, in order, and skips the steps whose output already exists (a
+converted dataset, nnU-Net's plans; trained models through ``--reuse``), so an interrupted run is resumed by
+running the same command again:
+
+    acdc         ACDC 2d fold 0, all trainers, two runs each (the ACDC run-0 and repeats tables)
+    mscmr        MSCMRseg 2d, the scribble trainers, 25 scribbled -> 5 dense subjects (half in-plane resolution)
+    robustness   ACDC under shrink/drop 30/50 % and three simulated annotators (robustness table)
+    cost         training step, memory, FLOPs, data pipeline and inference vs nnUNetTrainer (cost table)
+    cpl_targets  MaCo's L_con targets against the dense labels (MaCo analysis table)
+    coverage     nnU-Net's patch sampling on a scribble dataset (patch-coverage figures)
+
+Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them when they are not set):
+
+    python benchmarks/reproduce.py acdc --data ../shared/data --workdir /tmp/nnunet_scribble_bench
+    python benchmarks/reproduce.py robustness --dry_run          # print the commands only
+
+Training is not seeded (nnU-Net has no seed option): a reproduced quality figure differs from the table by
+run-to-run noise (the tables give the spread between runs). Running times on 2 CPU cores with the ``cpu`` preset:
+``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2 h,
+``robustness`` about 15 h, ``cost`` 20 min, ``cpl_targets`` 2 min, ``coverage`` 5 min. With a GPU pass ``-device cuda`` (and ``--preset paper`` for
+nnU-Net's full schedule).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+ACDC_ID, MSCMR_ID = 27, 28
+SCRIBBLE_TRAINERS = ["nnUNetTrainerScribble", "nnUNetTrainerDMPLS", "nnUNetTrainerMaCo", "nnUNetTrainerCSPNet",
+                     "nnUNetTrainerMedCL", "nnUNetTrainerPCLMix"]
+ACDC_TRAINERS = ["nnUNetTrainerFullySupervised", *SCRIBBLE_TRAINERS, "nnUNetTrainerMaCoPerClassN"]
+COST_TRAINERS = ["nnUNetTrainerScribble", "nnUNetTrainerDMPLS", "nnUNetTrainerMaCo", "nnUNetTrainerPCLMix",
+                 "nnUNetTrainerMedCL", "nnUNetTrainerCSPNet"]
+# MSCMRseg LGE is 0.73 mm in plane (about 480 x 480): the benchmark plans halve the in-plane resolution (256 x 256
+# patch, as the papers' 256/212 crops); the slice spacing (5 mm) is nnU-Net's
+MSCMR_SPACING = ("5.0", "1.4581333", "1.4581333")
+MSCMR_PLANS = "nnUNetPlans_1p46mm"
+TARGETS = ("acdc", "mscmr", "robustness", "cost", "cpl_targets", "coverage")
+
+
+@dataclass
+class Step:
+    """One step of a target: a command, or a Python call when ``call`` is set; skipped when ``done()`` is true."""
+    what: str
+    cmd: list[str] = field(default_factory=list)
+    call: object = None
+    done: object = None
+    env: dict = field(default_factory=dict)  # added to the environment of this step only
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("target", choices=TARGETS, help="the table to reproduce")
+    p.add_argument("--data", default=os.environ.get("NNUNET_SCRIBBLE_DATA", str(DEFAULT_DATA)),
+                   help="folder holding ACDC/ and MSCMR/ as in ../shared/data (default: $NNUNET_SCRIBBLE_DATA or "
+                        "%(default)s)")
+    p.add_argument("--workdir", default=None,
+                   help="sets nnUNet_raw/preprocessed/results to WORKDIR/nnUNet_* when they are not set already")
+    p.add_argument("--output", default=None,
+                   help="results root (default: benchmarks/results); each target writes a sub-folder")
+    p.add_argument("--preset", default="cpu", help="benchmark preset (default: %(default)s)")
+    p.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
+    p.add_argument("-tr", "--trainers", nargs="+", default=None, help="override the target's trainer list")
+    p.add_argument("--repeats", type=int, default=2, help="acdc: runs per trainer (default: %(default)s)")
+    p.add_argument("--dry_run", action="store_true", help="print the steps and commands without running them")
+    return p.parse_args(argv)
+
+
+def nnunet_folders(args) -> dict:
+    """The environment with nnU-Net's three folders, from the shell or ``--workdir``.
+
+    Raises:
+        SystemExit: naming the unset variables when neither the shell nor ``--workdir`` provides them.
+    """
+    env = dict(os.environ)
+    names = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+    missing = [n for n in names if not env.get(n)]
+    if missing and args.workdir:
+        for n in missing:
+            env[n] = str(Path(args.workdir).resolve() / n)
+    elif missing:
+        raise SystemExit(f"{', '.join(missing)} not set: export nnU-Net's folders or pass --workdir DIR")
+    env.setdefault("nnUNet_def_n_proc", "1")
+    env.pop("nnUNet_n_proc_DA", None)  # the benchmark scripts set it for training only (0 breaks the planner)
+    return env
+
+
+def has_dataset(root: str, dataset_id: int) -> bool:
+    return any(Path(root).glob(f"Dataset{dataset_id:03d}_*/dataset.json"))
+
+
+def has_plans(env: dict, dataset_id: int, plans: str = "nnUNetPlans") -> bool:
+    return any(Path(env["nnUNet_preprocessed"]).glob(f"Dataset{dataset_id:03d}_*/{plans}.json"))
+
+
+def check_data(path: Path, what: str, hint: str) -> None:
+    """Raises SystemExit naming ``path`` when it is missing."""
+    if not path.exists():
+        raise SystemExit(f"{path} not found: expected {what} ({hint}); pass --data")
+
+
+def script(name: str) -> str:
+    """A console script next to the running interpreter (nnU-Net's commands), else the bare name."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def acdc_preparation(args, env: dict) -> list[Step]:
+    """Convert ACDC + Valvano scribbles to Dataset027 and plan/preprocess its 2d configuration."""
+    data = Path(args.data) / "ACDC"
+    convert = Step("convert ACDC (Dataset027_ACDCScribble, 5-fold patient split)",
+                   [sys.executable, str(REPO / "dataset_conversion" / "Dataset027_ACDCScribble.py"), str(data),
+                    "-s", str(data / "scribbles_valvano")],
+                   done=lambda: has_dataset(env["nnUNet_raw"], ACDC_ID))
+    if not args.dry_run and not convert.done():
+        check_data(data / "training", "ACDC's training/ folder", "patientNNN/ of the official release")
+        check_data(data / "scribbles_valvano", "the Valvano scribbles", "patientNNN_frameFF_scribble.nii.gz")
+    plan = Step("plan and preprocess Dataset027 (2d)",
+                [script("nnUNetv2_plan_and_preprocess"), "-d", str(ACDC_ID), "-c", "2d", "-np", "1", "-npfp", "1",
+                 "--verify_dataset_integrity"],
+                done=lambda: has_plans(env, ACDC_ID))
+    return [convert, plan]
+
+
+def preset_plans_step(args, env: dict, dataset_id: int) -> Step:
+    """Write the preset's reduced plans (what run_quality.py trains with) for the cost and coverage targets."""
+    from nnunet_scribble import pipeline
+
+    preset = pipeline.PRESETS[args.preset]
+
+    def write():
+        from nnunet_scribble.benchmarking import find_dataset_folder
+        pipeline.write_preset_plans(find_dataset_folder(env["nnUNet_preprocessed"], dataset_id), preset)
+
+    return Step(f"write {preset.plans_identifier}.json (preset '{args.preset}')", call=write,
+                done=lambda: has_plans(env, dataset_id, preset.plans_identifier))
+
+
+def preset_plans_name(args) -> str:
+    from nnunet_scribble import pipeline
+
+    return pipeline.PRESETS[args.preset].plans_identifier
+
+
+def steps_for(args, env: dict) -> list[Step]:
+    """The steps of ``args.target``."""
+    out = Path(args.output or REPO / "benchmarks" / "results")
+    bench = REPO / "benchmarks"
+    common = ["--preset", args.preset, "-device", args.device]
+    if args.target == "acdc":
+        trainers = args.trainers or ACDC_TRAINERS
+        return acdc_preparation(args, env) + [Step(
+            f"train and score {len(trainers)} trainers, {args.repeats} run(s) each",
+            [sys.executable, str(bench / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", "0", *common,
+             "--repeats", str(args.repeats), "--reuse", "--output", str(out / f"acdc_2d_fold0_{args.preset}"),
+             "-tr", *trainers])]
+    if args.target == "mscmr":
+        data = Path(args.data) / "MSCMR"
+        convert = Step("convert MSCMRseg (Dataset028_MSCMRScribble: 25 scribbled train, 5 dense in imagesTs)",
+                       [sys.executable, str(REPO / "dataset_conversion" / "Dataset028_MSCMRScribble.py"), str(data)],
+                       done=lambda: has_dataset(env["nnUNet_raw"], MSCMR_ID))
+        if not args.dry_run and not convert.done():
+            check_data(data, "the MSCMRseg folder", "holding MSCMR_dataset/train and MSCMR_dataset/val")
+        trainers = args.trainers or SCRIBBLE_TRAINERS
+        return [
+            convert,
+            Step("fingerprint Dataset028", [script("nnUNetv2_extract_fingerprint"), "-d", str(MSCMR_ID), "-np", "1"],
+                 done=lambda: any(Path(env["nnUNet_preprocessed"]).glob(
+                     f"Dataset{MSCMR_ID:03d}_*/dataset_fingerprint.json"))),
+            Step(f"plan {MSCMR_PLANS} (in-plane spacing doubled to 1.46 mm)",
+                 [script("nnUNetv2_plan_experiment"), "-d", str(MSCMR_ID), "-overwrite_target_spacing",
+                  *MSCMR_SPACING, "-overwrite_plans_name", MSCMR_PLANS],
+                 done=lambda: has_plans(env, MSCMR_ID, MSCMR_PLANS)),
+            Step(f"preprocess {MSCMR_PLANS} (2d)",
+                 [script("nnUNetv2_preprocess"), "-d", str(MSCMR_ID), "-plans_name", MSCMR_PLANS, "-c", "2d",
+                  "-np", "1"],
+                 done=lambda: any(Path(env["nnUNet_preprocessed"]).glob(
+                     f"Dataset{MSCMR_ID:03d}_*/{MSCMR_PLANS}_2d/*.pkl"))),
+            Step(f"train {len(trainers)} trainers, score the 5 dense subjects",
+                 [sys.executable, str(bench / "run_quality.py"), "-d", str(MSCMR_ID), "-c", "2d", "-f", "0", *common,
+                  "-p", MSCMR_PLANS, "--reuse", "--output", str(out / f"mscmr_2d_{args.preset}"), "-tr", *trainers]),
+        ]
+    if args.target == "robustness":
+        trainers = args.trainers or SCRIBBLE_TRAINERS
+        return acdc_preparation(args, env) + [Step(
+            f"{len(trainers)} trainers under full, shrink30/50, drop30/50, s1-s3",
+            [sys.executable, str(bench / "run_robustness.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", "0", *common,
+             "--reuse", "--output", str(out / f"robustness_acdc_2d_fold0_{args.preset}"), "-tr", *trainers])]
+    if args.target == "cost":
+        trainers = args.trainers or COST_TRAINERS
+        return acdc_preparation(args, env) + [preset_plans_step(args, env, ACDC_ID), Step(
+            "step time, memory, FLOPs, data pipeline and inference, side by side",
+            [sys.executable, str(bench / "bench_train_step.py"), "-d", str(ACDC_ID), "-c", "2d",
+             "-p", preset_plans_name(args), "--device", "cpu" if args.device == "mps" else args.device,
+             "--steps", "5", "--warmup", "2" if args.device == "cpu" else "10", "--reps", "3",
+             "--inference_reps", "3", "--data_batches", "5",
+             "--json", str(out / f"cost_acdc_2d_{args.preset}_{args.device}.json"), "-tr", *trainers])]
+    if args.target == "cpl_targets":
+        return acdc_preparation(args, env) + [Step(
+            "MaCo L_con targets vs dense labels, all training volumes",
+            [sys.executable, str(bench / "cpl_targets.py"), "-d", str(ACDC_ID)])]
+    if args.target == "coverage":
+        return acdc_preparation(args, env) + [preset_plans_step(args, env, ACDC_ID), Step(
+            "patch coverage: planned patch vs 128x128",
+            [sys.executable, str(bench / "patch_coverage.py"), "-d", str(ACDC_ID), "-c", "2d",
+             "-p", preset_plans_name(args), "--patch", "128", "128", "--cases", "10", "--draws", "1000"])]
+    raise ValueError(f"unknown target {args.target!r}; expected one of {TARGETS}")
+
+
+def run(steps: list[Step], env: dict, dry_run: bool, log: Path | None) -> None:
+    """Run (or print) the steps in order; a command's output is shown as it runs and appended to ``log``."""
+    for i, step in enumerate(steps, 1):
+        skip = step.done is not None and step.done()
+        line = " ".join(shlex.quote(c) for c in step.cmd) if step.cmd else "(Python)"
+        print(f"[{i}/{len(steps)}] {step.what}" + ("  -- done already, skipped" if skip else ""), flush=True)
+        if skip:
+            continue
+        print(f"$ {line}", flush=True)
+        if dry_run:
+            continue
+        start = time.perf_counter()
+        if step.call is not None:
+            step.call()
+            continue
+        with subprocess.Popen(step.cmd, env={**env, **step.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              text=True, bufsize=1) as proc:
+            with open(log, "a") if log else open(os.devnull, "w") as f:
+                f.write(f"$ {line}\n")
+                for out_line in proc.stdout:
+                    sys.stdout.write(out_line)
+                    f.write(out_line)
+                f.write(f"[exit {proc.wait()}, {time.perf_counter() - start:.1f} s]\n")
+        if proc.returncode != 0:
+            raise SystemExit(f"step {i} ({step.what}) failed with exit code {proc.returncode}: {line}")
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    env = nnunet_folders(args)
+    steps = steps_for(args, env)
+    print(f"Target '{args.target}': nnUNet_raw={env['nnUNet_raw']}, nnUNet_preprocessed="
+          f"{env['nnUNet_preprocessed']}, nnUNet_results={env['nnUNet_results']}", flush=True)
+    log = None
+    if not args.dry_run:
+        for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+            Path(env[n]).mkdir(parents=True, exist_ok=True)
+        out = Path(args.output or REPO / "benchmarks" / "results")
+        out.mkdir(parents=True, exist_ok=True)
+        log = out / f"reproduce_{args.target}.log"
+    run(steps, env, args.dry_run, log)
+    if log:
+        print(f"Commands and their output: {log}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

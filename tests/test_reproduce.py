@@ -1,0 +1,104 @@
+"""benchmarks/reproduce.py: the steps of each target, skipping finished steps, clear errors, failing commands."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "reproduce.py"
+
+
+def _module():
+    spec = importlib.util.spec_from_file_location("reproduce", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is created
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture()
+def folders(tmp_path, monkeypatch):
+    for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.setenv(n, str(tmp_path / n))
+    return tmp_path
+
+
+def _commands(rp, argv):
+    args = rp.parse_args(argv)
+    return [s.cmd for s in rp.steps_for(args, rp.nnunet_folders(args))]
+
+
+def test_acdc_target_runs_the_documented_command(folders):
+    rp = _module()
+    convert, plan, quality = _commands(rp, ["acdc", "--data", str(folders / "data"), "--dry_run"])
+    assert convert[1].endswith("Dataset027_ACDCScribble.py") and convert[-2:] == ["-s", str(folders / "data" / "ACDC" / "scribbles_valvano")]
+    assert Path(plan[0]).name == "nnUNetv2_plan_and_preprocess" and plan[1:5] == ["-d", "27", "-c", "2d"]
+    assert quality[1].endswith("run_quality.py")
+    tr = quality[quality.index("-tr") + 1:]
+    assert tr == rp.ACDC_TRAINERS and len(tr) == 8
+    assert {"--reuse", "--repeats"} <= set(quality) and quality[quality.index("--repeats") + 1] == "2"
+    assert quality[quality.index("--preset") + 1] == "cpu"
+
+
+def test_mscmr_target_plans_half_resolution_and_scores_the_scribble_trainers(folders):
+    rp = _module()
+    cmds = _commands(rp, ["mscmr", "--dry_run", "-tr", "nnUNetTrainerScribble", "nnUNetTrainerMedCL"])
+    plan_exp = next(c for c in cmds if Path(c[0]).name == "nnUNetv2_plan_experiment")
+    i = plan_exp.index("-overwrite_target_spacing")
+    assert [float(v) for v in plan_exp[i + 1:i + 4]] == pytest.approx([5.0, 1.4581333, 1.4581333])
+    quality = cmds[-1]
+    assert quality[quality.index("-p") + 1] == "nnUNetPlans_1p46mm"
+    assert quality[quality.index("-tr") + 1:] == ["nnUNetTrainerScribble", "nnUNetTrainerMedCL"]
+
+
+def test_other_targets_end_with_their_script(folders):
+    rp = _module()
+    ends = {"robustness": "run_robustness.py", "cost": "bench_train_step.py", "cpl_targets": "cpl_targets.py",
+            "coverage": "patch_coverage.py"}
+    for target, name in ends.items():
+        cmds = _commands(rp, [target, "--dry_run"])
+        assert cmds[-1][1].endswith(name), target
+        assert cmds[0][1].endswith("Dataset027_ACDCScribble.py"), target  # every ACDC target converts first
+    cost = _commands(rp, ["cost", "--dry_run", "-device", "cuda"])[-1]
+    assert cost[cost.index("--device") + 1] == "cuda" and cost[cost.index("-p") + 1] == "nnUNetPlans_cpu"
+    assert int(cost[cost.index("--warmup") + 1]) >= 10  # torch.compile compiles during the warm-up
+
+
+def test_missing_folders_and_data_are_named(tmp_path, monkeypatch, capsys):
+    rp = _module()
+    for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
+        monkeypatch.delenv(n, raising=False)
+    with pytest.raises(SystemExit, match="nnUNet_raw, nnUNet_preprocessed, nnUNet_results not set"):
+        rp.main(["acdc"])
+    with pytest.raises(SystemExit, match=f"{tmp_path / 'nodata' / 'ACDC' / 'training'} not found"):
+        rp.main(["acdc", "--workdir", str(tmp_path / "w"), "--data", str(tmp_path / "nodata")])
+    assert not (tmp_path / "w").exists()  # nothing written before the data is found
+
+
+def test_finished_steps_are_skipped_and_a_failing_command_stops(tmp_path, capsys):
+    rp = _module()
+    log = tmp_path / "log.txt"
+    steps = [rp.Step("already there", [sys.executable, "-c", "raise SystemExit(5)"], done=lambda: True),
+             rp.Step("prints", [sys.executable, "-c", "print('hello from step 2')"], done=lambda: False),
+             rp.Step("fails", [sys.executable, "-c", "raise SystemExit(3)"])]
+    with pytest.raises(SystemExit, match=r"step 3 \(fails\) failed with exit code 3"):
+        rp.run(steps, {}, dry_run=False, log=log)
+    out = capsys.readouterr().out
+    assert "[1/3] already there  -- done already, skipped" in out and "hello from step 2" in out
+    text = log.read_text()
+    assert "hello from step 2" in text and "[exit 0," in text and "[exit 3," in text
+    assert "SystemExit(5)" not in text  # the skipped step never ran
+
+
+def test_skip_uses_the_nnunet_folders(folders):
+    rp = _module()
+    args = rp.parse_args(["cpl_targets"])
+    env = rp.nnunet_folders(args)
+    (folders / "nnUNet_raw" / "Dataset027_ACDCScribble").mkdir(parents=True)
+    (folders / "nnUNet_raw" / "Dataset027_ACDCScribble" / "dataset.json").write_text("{}")
+    (folders / "nnUNet_preprocessed" / "Dataset027_ACDCScribble").mkdir(parents=True)
+    (folders / "nnUNet_preprocessed" / "Dataset027_ACDCScribble" / "nnUNetPlans.json").write_text("{}")
+    convert, plan, last = rp.steps_for(args, env)  # data folder not checked: the dataset is converted already
+    assert convert.done() and plan.done() and last.done is None
