@@ -13,7 +13,12 @@ Example (the ACDC fold-0 table of benchmarks/README.md):
 
 A folder may be given as ``FOLDER=SUFFIX``: ``SUFFIX`` is appended to the names of its trainers (to tell variants
 apart that ``run_quality.py`` did not label itself). Names are the trainer class, followed by the
-``nnUNet_scribble_hparams`` a run was made with.
+``nnUNet_scribble_hparams`` a run was made with. ``--rename OLD=NEW`` shows the rows named OLD as NEW (all renames
+apply to the original names at once, so two names can swap), e.g. after a default changed:
+
+    python benchmarks/collect_results.py out_full out_maco_voxel --output merged \
+        --rename 'nnUNetTrainerMaCo=nnUNetTrainerMaCoPerClassN' \
+        'nnUNetTrainerMaCo {"con_normalisation": "voxel"}=nnUNetTrainerMaCo'
 """
 from __future__ import annotations
 
@@ -33,6 +38,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--upper_bound", default="nnUNetTrainerFullySupervised",
                    help="name whose Dice is 100%% in the table (default: %(default)s)")
     p.add_argument("--title", default=None, help="first line of results.md")
+    p.add_argument("--rename", nargs="+", default=[], metavar="OLD=NEW",
+                   help="show the rows named OLD as NEW (runs that end up with one name are pooled as repeats)")
     p.add_argument("--rescore", action="store_true",
                    help="re-evaluate summaries that lack the far-field / largest-component metrics from the "
                         "predictions they name (summaries of older runs)")
@@ -45,9 +52,25 @@ def rescore(summary: dict) -> dict:
                            cases=[c["case"] for c in summary["cases"]], extra_metrics=True)
 
 
+def parse_renames(specs: list[str]) -> dict[str, str]:
+    """``{OLD: NEW}`` from ``OLD=NEW`` strings (split at the last ``=``).
+
+    Raises:
+        SystemExit: naming a spec without ``=`` or with an empty side.
+    """
+    renames = {}
+    for spec in specs:
+        old, sep, new = spec.rpartition("=")
+        if not sep or not old or not new:
+            sys.exit(f"--rename {spec!r}: expected OLD=NEW")
+        renames[old] = new
+    return renames
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    results, sources = [], []
+    renames = parse_renames(args.rename)
+    results, sources, matched = [], [], set()
     for spec in args.folders:
         folder, _, suffix = spec.partition("=")
         if not Path(folder).is_dir():
@@ -57,10 +80,17 @@ def main(argv=None) -> int:
             for r in found:
                 if "extra" not in r.summary:
                     r.summary.update({k: v for k, v in rescore(r.summary).items() if k in ("cases", "extra")})
+        for r in found:
+            if r.name in renames:
+                matched.add(r.name)
+                r.label = renames[r.name]
         results += found
         header = Path(folder) / "results.md"
         first = header.read_text().splitlines()[0].lstrip("# ") if header.is_file() else "no results.md"
         sources.append(f"- `{folder}` ({first}): {', '.join(sorted({r.name for r in found}))}")
+    unused = set(renames) - matched
+    if unused:
+        sys.exit(f"--rename: no results named {sorted(unused)} in the folders")
     first = [args.upper_bound, "nnUNetTrainerScribble"]  # upper bound and baseline on top, then as given
     results.sort(key=lambda r: first.index(r.name) if r.name in first else len(first))
     cases = {len(r.summary["cases"]) for r in results}
