@@ -113,8 +113,9 @@ def check_data(path: Path, what: str, hint: str) -> None:
 
 def script(name: str) -> str:
     """A console script next to the running interpreter (nnU-Net's commands), else the bare name."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
+    from nnunet_scribble.pipeline import console_script
+
+    return console_script(name)
 
 
 def acdc_preparation(args, env: dict) -> list[Step]:
