@@ -57,7 +57,6 @@ class Step:
     cmd: list[str] = field(default_factory=list)
     call: object = None
     done: object = None
-    env: dict = field(default_factory=dict)  # added to the environment of this step only
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,17 +83,14 @@ def nnunet_folders(args) -> dict:
     Raises:
         SystemExit: naming the unset variables when neither the shell nor ``--workdir`` provides them.
     """
-    env = dict(os.environ)
+    from nnunet_scribble.pipeline import nnunet_env
+
     names = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-    missing = [n for n in names if not env.get(n)]
-    if missing and args.workdir:
-        for n in missing:
-            env[n] = str(Path(args.workdir).resolve() / n)
-    elif missing:
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing and not args.workdir:
         raise SystemExit(f"{', '.join(missing)} not set: export nnU-Net's folders or pass --workdir DIR")
-    env.setdefault("nnUNet_def_n_proc", "1")
-    env.pop("nnUNet_n_proc_DA", None)  # the benchmark scripts set it for training only (0 breaks the planner)
-    return env
+    folders = [os.environ.get(n) or str(Path(args.workdir).resolve() / n) for n in names]
+    return nnunet_env(*folders)  # also nnUNet_def_n_proc=1, nnUNet_n_proc_DA left to the training step
 
 
 def has_dataset(root: str, dataset_id: int) -> bool:
@@ -235,7 +231,7 @@ def run(steps: list[Step], env: dict, dry_run: bool, log: Path | None) -> None:
         if step.call is not None:
             step.call()
             continue
-        with subprocess.Popen(step.cmd, env={**env, **step.env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        with subprocess.Popen(step.cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, bufsize=1) as proc:
             with open(log, "a") if log else open(os.devnull, "w") as f:
                 f.write(f"$ {line}\n")
