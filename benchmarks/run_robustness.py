@@ -73,7 +73,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="results folder")
     p.add_argument("--reuse", action="store_true",
                    help="passed to run_quality.py: skip training when checkpoint_final.pth exists")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="independent trainings per cell (passed to run_quality.py, whose repeat k trains into "
+                        "$nnUNet_results/repeat_k): each cell is their mean, and a second table lists every run "
+                        "(default: %(default)s)")
     args = p.parse_args(argv)
+    if args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
     try:
         args.condition_list = rb.parse_conditions(args.conditions)
         for c in args.condition_list[1:]:
@@ -195,8 +201,8 @@ def derive(args, condition: rb.Condition, source: Path, twin: Path | None, datas
 
 
 def run_condition(args, condition: rb.Condition, dataset_id: int, trainers: list[str], env: dict, out: Path,
-                  log: Path) -> dict[str, dict]:
-    """``run_quality.py`` on one condition's dataset; returns ``{trainer: summary}``."""
+                  log: Path) -> dict[str, list[dict]]:
+    """``run_quality.py`` on one condition's dataset; returns ``{trainer: [summary of each run]}``."""
     cond_out = out / condition.name
     cmd = [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(dataset_id),
            "-c", args.configuration, "-f", str(args.fold), "--preset", args.preset, "-device", args.device,
@@ -205,15 +211,19 @@ def run_condition(args, condition: rb.Condition, dataset_id: int, trainers: list
         cmd += ["--schedule", args.schedule]
     if args.reuse:
         cmd.append("--reuse")
+    if args.repeats > 1:
+        cmd += ["--repeats", str(args.repeats)]
     if condition.kind == "full" and args.dense_dataset_id:
         cmd += ["--dense_dataset_id", str(args.dense_dataset_id)]
     pipeline.run_command(cmd, env, log)
     summaries = {}
     for t in trainers:
-        f = cond_out / f"summary_{t}.json"
-        if not f.is_file():
-            raise FileNotFoundError(f"{f} not found after run_quality.py; see {log}")
-        summaries[t] = json.loads(f.read_text())
+        summaries[t] = []
+        for run in range(args.repeats):
+            f = cond_out / bm.summary_file_name(t, run)
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} not found after run_quality.py; see {log}")
+            summaries[t].append(json.loads(f.read_text()))
     return summaries
 
 
@@ -278,22 +288,27 @@ def main(argv=None) -> int:
             sys.exit(f"error: {c.name}: {e}")
         datasets[c.name] = (dataset_id, raw)
 
-    summaries: dict[str, dict[str, dict]] = {}
+    summaries: dict[str, dict[str, list[dict]]] = {}
     for c in args.condition_list:
         trainers = args.trainers if c.kind == "full" else scribble_trainers
         print(f"[{time.strftime('%H:%M:%S')}] {c.name}: run_quality.py on {datasets[c.name][1].name}", flush=True)
         summaries[c.name] = run_condition(args, c, datasets[c.name][0], trainers, env, out, log)
-        for t, s in summaries[c.name].items():
-            print(f"    {t}: mean Dice {rb.mean_dice(s):.4f}", flush=True)
-    cases = {c: rb.held_out_cases(s) for c, per in summaries.items() for s in per.values()}
+        for t, runs in summaries[c.name].items():
+            print(f"    {t}: mean Dice {' / '.join(f'{rb.mean_dice(s):.4f}' for s in runs)}", flush=True)
+    cases = {c: rb.held_out_cases(s) for c, per in summaries.items() for runs in per.values() for s in runs}
     if len({tuple(v) for v in cases.values()}) > 1:
         sys.exit(f"error: the held-out cases differ between conditions ({ {c: len(v) for c, v in cases.items()} } "
                  f"cases); expected the same set everywhere")
 
-    dice = {t: {c: rb.mean_dice(per[t]) for c, per in summaries.items() if t in per} for t in args.trainers}
+    dice = {t: {c: [rb.mean_dice(s) for s in per[t]] for c, per in summaries.items() if t in per}
+            for t in args.trainers}
     rows = rb.robustness_rows(dice, args.condition_list)
     schedule = {**pipeline.PRESETS[args.preset].schedule, **json.loads(args.schedule or "{}")}
-    full = summaries["full"][args.trainers[0]]
+    full = summaries["full"][args.trainers[0]][0]
+    runs = ("One training per cell (unseeded): differences of a few points can be run-to-run noise."
+            if args.repeats == 1 else
+            f"{args.repeats} independent (unseeded) trainings per cell: every cell and derived column is computed "
+            f"from their mean; the runs are listed below the table.")
     header = (f"# Scribble robustness: {source.name}, {args.configuration}, fold {args.fold}, preset '{args.preset}' "
               f"({schedule or 'nnU-Net schedule'})\n\n"
               f"Date {time.strftime('%Y-%m-%d')}, commit {git_commit()}, machine: {platform.node()} "
@@ -302,11 +317,13 @@ def main(argv=None) -> int:
               f"`Dice <condition>`: mean foreground Dice (%) over the held-out cases; `retained <condition>`: "
               f"Dice_condition / Dice_full (%); `simulated mean/std`: mean and population standard deviation (ddof 0) "
               f"of the Dice of the simulated annotators (style '{args.style}'). Degradation seed {args.seed}. "
-              f"Non-scribble trainers learn from the dense labels and run under `full` only. One training per cell "
-              f"(unseeded): differences of a few points can be run-to-run noise.")
+              f"Non-scribble trainers learn from the dense labels and run under `full` only. {runs}")
     stats = [{"condition": c.name, "dataset": datasets[c.name][1].name,
               "annotated % of training voxels": annotated_percent(datasets[c.name][1])} for c in args.condition_list]
     footer = "\n".join(["Conditions:", "", *rb.markdown_table(stats, digits=2)])
+    if args.repeats > 1:
+        footer += "\n".join(["", "", "Dice (%) of each run, in run order, (max - min) in brackets:", "",
+                              *rb.markdown_table(rb.runs_rows(dice, args.condition_list))])
     _, md = rb.write_tables(rows, out, header, footer)
     print(md.read_text())
     return 0

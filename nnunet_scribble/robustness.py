@@ -240,13 +240,29 @@ def _finite(value: float | None) -> bool:
     return value is not None and math.isfinite(value)
 
 
-def robustness_rows(dice: Mapping[str, Mapping[str, float]], conditions: Sequence[Condition]
+def _runs(value: float | Sequence[float] | None) -> list[float]:
+    """The finite per-run values of one cell (a single float is one run)."""
+    if value is None:
+        return []
+    values = [value] if isinstance(value, (int, float)) else list(value)
+    return [float(v) for v in values if _finite(v)]
+
+
+def cell_mean(value: float | Sequence[float] | None) -> float | None:
+    """Mean over the runs of one cell (one float or a sequence of per-run values), None when no run is finite."""
+    values = _runs(value)
+    return float(np.mean(values)) if values else None
+
+
+def robustness_rows(dice: Mapping[str, Mapping[str, float | Sequence[float]]], conditions: Sequence[Condition]
                     ) -> list[dict[str, str | float | None]]:
     """One row per trainer: Dice per condition, Dice retained vs full, and the spread across simulated annotators.
 
     Args:
-        dice: ``dice[trainer][condition name]`` = mean foreground Dice in [0, 1]; a missing entry means the
-            condition was not run for that trainer (e.g. a fully supervised trainer, which never sees scribbles).
+        dice: ``dice[trainer][condition name]`` = mean foreground Dice in [0, 1] of one training, or a sequence of
+            them (repeated trainings of the same cell: the cell is their mean, and every derived column is computed
+            from these means); a missing entry means the condition was not run for that trainer (e.g. a fully
+            supervised trainer, which never sees scribbles).
         conditions: the conditions of the table, in column order.
 
     Returns:
@@ -259,7 +275,8 @@ def robustness_rows(dice: Mapping[str, Mapping[str, float]], conditions: Sequenc
     degraded = [c for c in conditions if c.is_degraded]
     simulated = [c for c in conditions if c.is_simulated]
     rows = []
-    for trainer, per_condition in dice.items():
+    for trainer, cells in dice.items():
+        per_condition = {c: cell_mean(v) for c, v in cells.items()}
         row: dict[str, str | float | None] = {"trainer": trainer}
         for c in conditions:
             d = per_condition.get(c.name)
@@ -272,6 +289,26 @@ def robustness_rows(dice: Mapping[str, Mapping[str, float]], conditions: Sequenc
             values = [100 * per_condition[c.name] for c in simulated if _finite(per_condition.get(c.name))]
             row["simulated mean"] = float(np.mean(values)) if values else None
             row["simulated std"] = float(np.std(values)) if len(values) > 1 else None
+        rows.append(row)
+    return rows
+
+
+def runs_rows(dice: Mapping[str, Mapping[str, float | Sequence[float]]], conditions: Sequence[Condition]
+              ) -> list[dict[str, str | float | None]]:
+    """The per-run Dice (%) behind each cell of :func:`robustness_rows`, for the table of repeated trainings.
+
+    Returns:
+        One row per trainer: ``trainer`` and, per condition, the runs' Dice joined by `` / `` in run order, the
+        range (max - min) in brackets when there are two or more (``"65.6 / 63.9 (1.7)"``); ``None`` where the
+        condition was not run.
+    """
+    rows = []
+    for trainer, cells in dice.items():
+        row: dict[str, str | float | None] = {"trainer": trainer}
+        for c in conditions:
+            values = [100 * v for v in _runs(cells.get(c.name))]
+            text = " / ".join(f"{v:.1f}" for v in values)
+            row[c.name] = (f"{text} ({max(values) - min(values):.1f})" if len(values) > 1 else text) or None
         rows.append(row)
     return rows
 

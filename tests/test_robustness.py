@@ -73,6 +73,8 @@ def test_script_rejects_bad_options():
         script.parse_args(["-d", "27", "--id_base", "995"])
     with pytest.raises(SystemExit):
         script.parse_args(["-d", "27", "--schedule", "{num_epochs: 1}"])
+    with pytest.raises(SystemExit):
+        script.parse_args(["-d", "27", "--repeats", "0"])
     args = script.parse_args(["-d", "27", "--conditions", "drop30", "s2"])
     assert [c.name for c in args.condition_list] == ["full", "drop30", "s2"]
 
@@ -221,6 +223,24 @@ def test_robustness_rows_partial_conditions():
     assert rb.held_out_cases(_summary(0.5, cases=("b", "a"))) == ["a", "b"]
 
 
+def test_repeated_cells_are_averaged_before_every_derived_column():
+    conds = rb.parse_conditions(["drop50", "s1", "s2"])
+    dice = {"T": {"full": [0.60, 0.70], "drop50": [0.50, 0.55], "s1": [0.40, 0.50], "s2": 0.60}}
+    row = rb.robustness_rows(dice, conds)[0]
+    # cells: full 65, drop50 52.5, s1 45, s2 60 (one run); retained 52.5 / 65; simulated mean 52.5, std 7.5
+    assert row["Dice full"] == pytest.approx(65.0) and row["Dice drop50"] == pytest.approx(52.5)
+    assert row["retained drop50"] == pytest.approx(100 * 52.5 / 65)
+    assert row["simulated mean"] == pytest.approx(52.5) and row["simulated std"] == pytest.approx(7.5)
+    # a single float and a one-run list are the same cell; NaN runs are left out, an all-NaN cell is missing
+    assert rb.robustness_rows({"T": {"full": [0.6]}}, conds)[0] == rb.robustness_rows({"T": {"full": 0.6}}, conds)[0]
+    assert rb.cell_mean([0.5, float("nan")]) == pytest.approx(0.5) and rb.cell_mean([float("nan")]) is None
+
+    runs = rb.runs_rows(dice | {"U": {"full": 0.3}}, conds)
+    assert runs[0] == {"trainer": "T", "full": "60.0 / 70.0 (10.0)", "drop50": "50.0 / 55.0 (5.0)",
+                       "s1": "40.0 / 50.0 (10.0)", "s2": "60.0"}
+    assert runs[1] == {"trainer": "U", "full": "30.0", "drop50": None, "s1": None, "s2": None}
+
+
 def test_copy_plans_changes_only_the_dataset_name(tmp_path):
     src, dst = tmp_path / "Dataset027_A", tmp_path / "Dataset501_AShrink30"
     src.mkdir()
@@ -281,3 +301,18 @@ def test_robustness_end_to_end_on_synthetic_data(tmp_path):
         assert len(list((raw / name / "labelsTr_dense").iterdir())) == 10
         summary = json.loads((out / condition / "summary_nnUNetTrainerScribble.json").read_text())
         assert summary["dataset"] == name and len(summary["cases"]) == 3
+
+    # a second run per cell: the first runs' models are reused, repeat 1 trains into results/repeat_1
+    proc = subprocess.run(cmd[:cmd.index("--conditions")] + ["--conditions", "shrink30", "--id_base", "960",
+                                                            "--output", str(out), "--reuse", "--repeats", "2"],
+                          env=env, capture_output=True, text=True)
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0
+    assert (res / "repeat_1" / "Dataset961_SyntheticCardiac2DShrink30").is_dir()
+    row = list(csv.DictReader((out / "robustness.csv").open()))[0]
+    for condition in ("full", "shrink30"):
+        runs = [rb.mean_dice(json.loads((out / condition / f).read_text())) for f in
+                ("summary_nnUNetTrainerScribble.json", "summary_nnUNetTrainerScribble_repeat1.json")]
+        assert float(row[f"Dice {condition}"]) == pytest.approx(100 * sum(runs) / 2, abs=0.006)
+    md = (out / "robustness.md").read_text()
+    assert "2 independent (unseeded) trainings per cell" in md and "Dice (%) of each run" in md
