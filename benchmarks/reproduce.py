@@ -48,6 +48,8 @@ COST_TRAINERS = ["nnUNetTrainerScribble", "nnUNetTrainerDMPLS", "nnUNetTrainerMa
 MSCMR_SPACING = ("5.0", "1.4581333", "1.4581333")
 MSCMR_PLANS = "nnUNetPlans_1p46mm"
 TARGETS = ("acdc", "mscmr", "robustness", "cost", "cpl_targets", "coverage")
+#: runs per trainer (and condition) when --repeats is not given
+DEFAULT_REPEATS = {"acdc": 2}
 
 
 @dataclass
@@ -72,9 +74,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--preset", default="cpu", help="benchmark preset (default: %(default)s)")
     p.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
     p.add_argument("-tr", "--trainers", nargs="+", default=None, help="override the target's trainer list")
-    p.add_argument("--repeats", type=int, default=2, help="acdc: runs per trainer (default: %(default)s)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="independent trainings per trainer (acdc, mscmr) or per trainer and condition (robustness); "
+                        "(default: 2 for acdc, 1 for the others)")
     p.add_argument("--dry_run", action="store_true", help="print the steps and commands without running them")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.repeats is None:
+        args.repeats = DEFAULT_REPEATS.get(args.target, 1)
+    elif args.repeats < 1:
+        p.error(f"--repeats must be at least 1, got {args.repeats}")
+    return args
 
 
 def nnunet_folders(args) -> dict:
@@ -187,14 +196,15 @@ def steps_for(args, env: dict) -> list[Step]:
                      f"Dataset{MSCMR_ID:03d}_*/{MSCMR_PLANS}_2d/*.pkl"))),
             Step(f"train {len(trainers)} trainers, score the 5 dense subjects",
                  [sys.executable, str(bench / "run_quality.py"), "-d", str(MSCMR_ID), "-c", "2d", "-f", "0", *common,
-                  "-p", MSCMR_PLANS, "--reuse", "--output", str(out / f"mscmr_2d_{args.preset}"), "-tr", *trainers]),
+                  "-p", MSCMR_PLANS, "--reuse", "--repeats", str(args.repeats), "--output", str(out / f"mscmr_2d_{args.preset}"), "-tr", *trainers]),
         ]
     if args.target == "robustness":
         trainers = args.trainers or SCRIBBLE_TRAINERS
         return acdc_preparation(args, env) + [Step(
             f"{len(trainers)} trainers under full, shrink30/50, drop30/50, s1-s3",
             [sys.executable, str(bench / "run_robustness.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", "0", *common,
-             "--reuse", "--output", str(out / f"robustness_acdc_2d_fold0_{args.preset}"), "-tr", *trainers])]
+             "--reuse", "--repeats", str(args.repeats), "--output", str(out / f"robustness_acdc_2d_fold0_{args.preset}"),
+             "-tr", *trainers])]
     if args.target == "cost":
         trainers = args.trainers or COST_TRAINERS
         return acdc_preparation(args, env) + [preset_plans_step(args, env, ACDC_ID), Step(

@@ -50,6 +50,7 @@ def test_mscmr_target_plans_half_resolution_and_scores_the_scribble_trainers(fol
     assert [float(v) for v in plan_exp[i + 1:i + 4]] == pytest.approx([5.0, 1.4581333, 1.4581333])
     quality = cmds[-1]
     assert quality[quality.index("-p") + 1] == "nnUNetPlans_1p46mm"
+    assert quality[quality.index("--repeats") + 1] == "1"  # one run unless asked
     assert quality[quality.index("-tr") + 1:] == ["nnUNetTrainerScribble", "nnUNetTrainerMedCL"]
 
 
@@ -102,3 +103,13 @@ def test_skip_uses_the_nnunet_folders(folders):
     (folders / "nnUNet_preprocessed" / "Dataset027_ACDCScribble" / "nnUNetPlans.json").write_text("{}")
     convert, plan, last = rp.steps_for(args, env)  # data folder not checked: the dataset is converted already
     assert convert.done() and plan.done() and last.done is None
+
+
+def test_repeats_reach_the_robustness_benchmark(folders):
+    rp = _module()
+    robust = _commands(rp, ["robustness", "--dry_run"])[-1]
+    assert robust[1].endswith("run_robustness.py") and robust[robust.index("--repeats") + 1] == "1"
+    robust = _commands(rp, ["robustness", "--dry_run", "--repeats", "3"])[-1]
+    assert robust[robust.index("--repeats") + 1] == "3" and "--reuse" in robust
+    with pytest.raises(SystemExit):
+        rp.parse_args(["acdc", "--repeats", "0"])
