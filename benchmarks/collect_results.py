@@ -16,8 +16,8 @@ apart that ``run_quality.py`` did not label itself). Names are the trainer class
 ``nnUNet_scribble_hparams`` a run was made with. ``--rename OLD=NEW`` shows the rows named OLD as NEW (all renames
 apply to the original names at once, so two names can swap), e.g. after a default changed:
 
-    python benchmarks/collect_results.py out_full out_maco_voxel --output merged \
-        --rename 'nnUNetTrainerMaCo=nnUNetTrainerMaCoPerClassN' \
+    python benchmarks/collect_results.py out_full out_maco_voxel --output merged \\
+        --rename 'nnUNetTrainerMaCo=nnUNetTrainerMaCoPerClassN' \\
         'nnUNetTrainerMaCo {"con_normalisation": "voxel"}=nnUNetTrainerMaCo'
 """
 from __future__ import annotations
