@@ -75,7 +75,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
     p.add_argument("-tr", "--trainers", nargs="+", default=None, help="override the target's trainer list")
     p.add_argument("--repeats", type=int, default=None,
-                   help="independent trainings per trainer (acdc, mscmr) or per trainer and condition (robustness); "
+                   help="independent trainings per trainer (acdc, mscmr) or per trainer and condition (robustness) "
                         "(default: 2 for acdc, 1 for the others)")
     p.add_argument("--dry_run", action="store_true", help="print the steps and commands without running them")
     args = p.parse_args(argv)
@@ -196,7 +196,8 @@ def steps_for(args, env: dict) -> list[Step]:
                      f"Dataset{MSCMR_ID:03d}_*/{MSCMR_PLANS}_2d/*.pkl"))),
             Step(f"train {len(trainers)} trainers, score the 5 dense subjects",
                  [sys.executable, str(bench / "run_quality.py"), "-d", str(MSCMR_ID), "-c", "2d", "-f", "0", *common,
-                  "-p", MSCMR_PLANS, "--reuse", "--repeats", str(args.repeats), "--output", str(out / f"mscmr_2d_{args.preset}"), "-tr", *trainers]),
+                  "-p", MSCMR_PLANS, "--reuse", "--repeats", str(args.repeats),
+                  "--output", str(out / f"mscmr_2d_{args.preset}"), "-tr", *trainers]),
         ]
     if args.target == "robustness":
         trainers = args.trainers or SCRIBBLE_TRAINERS
