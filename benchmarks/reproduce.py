@@ -204,8 +204,8 @@ def steps_for(args, env: dict) -> list[Step]:
         return acdc_preparation(args, env) + [Step(
             f"{len(trainers)} trainers under full, shrink30/50, drop30/50, s1-s3",
             [sys.executable, str(bench / "run_robustness.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", "0", *common,
-             "--reuse", "--repeats", str(args.repeats), "--output", str(out / f"robustness_acdc_2d_fold0_{args.preset}"),
-             "-tr", *trainers])]
+             "--reuse", "--repeats", str(args.repeats),
+             "--output", str(out / f"robustness_acdc_2d_fold0_{args.preset}"), "-tr", *trainers])]
     if args.target == "cost":
         trainers = args.trainers or COST_TRAINERS
         return acdc_preparation(args, env) + [preset_plans_step(args, env, ACDC_ID), Step(
