@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -58,15 +59,35 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _previous_train_seconds(summary_json: Path, fold_dir: Path) -> float:
-    """Training time recorded by an earlier run of the same model, or NaN (a model trained elsewhere)."""
+def _previous_train_seconds(summary_json: Path, fold_dir: Path) -> tuple[float, str]:
+    """Training time recorded by an earlier run of the same model and where it came from, or NaN (a model trained
+    elsewhere)."""
     try:
         previous = json.loads(summary_json.read_text())
     except (OSError, ValueError):
-        return float("nan")
+        return float("nan"), "previous summary"
     recorded = previous.get("model_folder") or str(Path(previous.get("prediction_folder", "")).parent)
     same_model = Path(recorded) == fold_dir
-    return float(previous.get("train_seconds", float("nan"))) if same_model else float("nan")
+    seconds = float(previous.get("train_seconds", float("nan"))) if same_model else float("nan")
+    return seconds, previous.get("train_seconds_source", "previous summary")
+
+
+def _checkpoint_train_seconds(fold_dir: Path) -> float:
+    """Span of the training epochs logged in ``checkpoint_final.pth`` (first epoch start to last epoch end), or NaN.
+
+    A lower bound of the wall time :func:`pipeline.train` measures: it leaves out start-up (plans, data loaders,
+    network build) and nnU-Net's final validation. Used when a reused model has no earlier summary in this output
+    folder, and marked in the table (``train s`` reads ``>=N``).
+    """
+    import torch
+
+    try:
+        logging = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
+        start, end = logging["epoch_start_timestamps"], logging["epoch_end_timestamps"]
+        return float(end[-1] - start[0]) if start and end else float("nan")
+    except (OSError, KeyError, TypeError, RuntimeError, EOFError) as e:  # unreadable or not nnU-Net's layout
+        print(f"    no epoch timestamps in {fold_dir / 'checkpoint_final.pth'} ({e}): train time unknown", flush=True)
+        return float("nan")
 
 
 def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path,
@@ -87,10 +108,12 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
     fold_dir = model / f"fold_{args.fold}"
     images, reference, what = bm.held_out_set(eval_raw_dir, Path(env["nnUNet_preprocessed"]) / eval_raw_dir.name,
                                               args.fold, out)
-    train_s = float("nan")
+    train_s, train_source = float("nan"), "measured"
     summary_json = out / bm.summary_file_name(trainer, run)
     if args.reuse and (fold_dir / "checkpoint_final.pth").is_file():
-        train_s = _previous_train_seconds(summary_json, fold_dir)  # a reused model keeps its measured time
+        train_s, train_source = _previous_train_seconds(summary_json, fold_dir)
+        if math.isnan(train_s):  # reused into a new output folder: the epochs' span, a lower bound of the wall time
+            train_s, train_source = _checkpoint_train_seconds(fold_dir), bm.TRAIN_TIME_FROM_CHECKPOINT
         if reference.name == "labelsTr_dense" and not bm.has_predictions(fold_dir / "validation", images):
             pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule, args.device,
                            extra_args=["--val"], log_file=log)  # final validation only
@@ -110,7 +133,7 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
                               extra_metrics=True)
     hparams = env.get("nnUNet_scribble_hparams") or ""
     label = f"{trainer} {hparams}" if hparams else None
-    summary.update(train_seconds=train_s, predict_seconds=predict_s, model_folder=str(fold_dir), held_out=what,
+    summary.update(train_seconds=train_s, train_seconds_source=train_source, predict_seconds=predict_s, model_folder=str(fold_dir), held_out=what,
                    dataset=raw_dir.name, run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
     summary_json.write_text(json.dumps(summary, indent=2))
     return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name, run=run, label=label)

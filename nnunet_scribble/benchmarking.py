@@ -29,6 +29,11 @@ from nnunet_scribble import pipeline
 from nnunet_scribble.derived_preprocessing import copy_plans
 
 
+#: ``train_seconds_source`` of a summary whose training time is the span of the epochs logged in the checkpoint
+#: (a reused model without an earlier measurement): a lower bound of the wall time, shown as ``>=N`` in the tables
+TRAIN_TIME_FROM_CHECKPOINT = "checkpoint epochs"
+
+
 @dataclass
 class TrainerResult:
     """Outcome of one trainer: the dense-evaluation summary and wall times in seconds."""
@@ -240,7 +245,8 @@ def results_rows(results: Sequence[TrainerResult], upper_bound: str | None) -> l
     ``rank`` (see :func:`ranking_notes`) appear as soon as any name has more than one run. Summaries evaluated with
     ``extra_metrics`` add ``far fg %`` (share of the predicted foreground farther than 15 mm from the reference
     foreground, mean over cases) and ``Dice mean, largest component`` (after nnU-Net's largest-foreground-component
-    post-processing); rows without them leave those cells empty.
+    post-processing); rows without them leave those cells empty. ``train s`` reads ``>=N`` when a run's time is the
+    span of its checkpoint's epochs (:data:`TRAIN_TIME_FROM_CHECKPOINT`) rather than the measured wall time.
     """
     groups = group_runs(results)
     ub = groups.get(upper_bound) if upper_bound else None
@@ -269,7 +275,8 @@ def results_rows(results: Sequence[TrainerResult], upper_bound: str | None) -> l
             row["run-to-run sd"] = f"{100 * sd:.1f}" if measured else "-"
             row["rank"] = notes[name]
         row["% of full sup."] = f"{100 * d[0] / ub_dice:.1f}" if ub_dice else "-"
-        row["train s"] = f"{np.nanmean([r.train_seconds for r in runs]):.0f}" \
+        lower_bound = any(r.summary.get("train_seconds_source") == TRAIN_TIME_FROM_CHECKPOINT for r in runs)
+        row["train s"] = (">=" if lower_bound else "") + f"{np.nanmean([r.train_seconds for r in runs]):.0f}" \
             if not all(np.isnan(r.train_seconds) for r in runs) else "nan"
         row["predict s"] = f"{np.nanmean([r.predict_seconds for r in runs]):.1f}" \
             if not all(np.isnan(r.predict_seconds) for r in runs) else "nan"

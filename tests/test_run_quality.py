@@ -6,6 +6,10 @@ import json
 import math
 from pathlib import Path
 
+import torch
+
+from nnunet_scribble import benchmarking as bm
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_quality.py"
 
 
@@ -20,14 +24,42 @@ def test_previous_train_seconds_same_model_only(tmp_path):
     rq = _module()
     fold = tmp_path / "res" / "T__P__2d" / "fold_0"
     summary = tmp_path / "summary_T.json"
-    assert math.isnan(rq._previous_train_seconds(summary, fold))  # nothing recorded yet
+    assert math.isnan(rq._previous_train_seconds(summary, fold)[0])  # nothing recorded yet
     summary.write_text(json.dumps({"train_seconds": 620.5, "model_folder": str(fold)}))
-    assert rq._previous_train_seconds(summary, fold) == 620.5
+    assert rq._previous_train_seconds(summary, fold) == (620.5, "previous summary")
     # older summaries without model_folder: the validation folder inside the model's fold folder identifies it
     summary.write_text(json.dumps({"train_seconds": 99.0, "prediction_folder": str(fold / "validation")}))
-    assert rq._previous_train_seconds(summary, fold) == 99.0
+    assert rq._previous_train_seconds(summary, fold)[0] == 99.0
+    # a time that was itself read from the checkpoint stays marked as such
+    summary.write_text(json.dumps({"train_seconds": 80.0, "model_folder": str(fold),
+                                   "train_seconds_source": bm.TRAIN_TIME_FROM_CHECKPOINT}))
+    assert rq._previous_train_seconds(summary, fold) == (80.0, bm.TRAIN_TIME_FROM_CHECKPOINT)
     # a summary written for another model (e.g. another nnUNet_results) does not lend its time
     summary.write_text(json.dumps({"train_seconds": 99.0, "model_folder": str(tmp_path / "other" / "fold_0")}))
-    assert math.isnan(rq._previous_train_seconds(summary, fold))
+    assert math.isnan(rq._previous_train_seconds(summary, fold)[0])
     summary.write_text("{not json")
-    assert math.isnan(rq._previous_train_seconds(summary, fold))
+    assert math.isnan(rq._previous_train_seconds(summary, fold)[0])
+
+
+def test_checkpoint_train_seconds_is_the_span_of_the_logged_epochs(tmp_path):
+    """A reused model without an earlier summary: first epoch start to last epoch end of checkpoint_final.pth."""
+    rq = _module()
+    fold = tmp_path / "fold_0"
+    assert math.isnan(rq._checkpoint_train_seconds(fold))  # no checkpoint
+    fold.mkdir()
+    torch.save({"logging": {"epoch_start_timestamps": [100.0, 112.5, 130.0],
+                            "epoch_end_timestamps": [112.0, 129.0, 141.25]}}, fold / "checkpoint_final.pth")
+    assert rq._checkpoint_train_seconds(fold) == 41.25  # 141.25 - 100.0, the gaps between epochs included
+    torch.save({"network_weights": {}}, fold / "checkpoint_final.pth")  # no logger state
+    assert math.isnan(rq._checkpoint_train_seconds(fold))
+
+
+def test_checkpoint_time_is_marked_as_a_lower_bound_in_the_table():
+    def result(seconds, source):
+        cls = {"Dice": {"mean": 0.8, "std": 0.1}, "HD95": {"mean": 5.0, "std": 1.0}}
+        summary = {"cases": ["a"], "per_class": {"LV": cls}, "mean": cls, "train_seconds_source": source}
+        return bm.TrainerResult("T", summary, seconds, float("nan"), "D")
+
+    assert bm.results_rows([result(620.4, "measured")], None)[0]["train s"] == "620"
+    assert bm.results_rows([result(821.2, bm.TRAIN_TIME_FROM_CHECKPOINT)], None)[0]["train s"] == ">=821"
+    assert bm.results_rows([result(float("nan"), "previous summary")], None)[0]["train s"] == "nan"
