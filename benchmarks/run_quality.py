@@ -90,6 +90,28 @@ def _checkpoint_train_seconds(fold_dir: Path) -> float:
         return float("nan")
 
 
+def _format_differences(stale: dict[str, tuple]) -> str:
+    return ", ".join(f"{name} {then!r} -> {now!r}" for name, (then, now) in stale.items())
+
+
+def _reused_model_differences(fold_dir: Path, trainer: str, overrides: dict) -> dict[str, tuple]:
+    """Hyperparameters the reused model in ``fold_dir`` was trained with that differ from what ``trainer`` would use
+    now (its class defaults plus ``overrides``: ``nnUNet_scribble_hparams`` and the preset's schedule); empty when
+    they agree or the checkpoint records none (not one of this package's trainers)."""
+    import torch
+    from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
+
+    from nnunet_scribble.trainers import hparams as hp
+    from nnunet_scribble.trainers.common import CHECKPOINT_KEY
+
+    checkpoint = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    recorded = (checkpoint.get(CHECKPOINT_KEY) or {}).get("hyperparameters")
+    if recorded is None:
+        return {}
+    expected = {**hp.class_hyperparameters(recursive_find_trainer_class_by_name(trainer)), **overrides}
+    return hp.differences(recorded, expected)
+
+
 def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path,
                 eval_raw_dir: Path, run: int = 0) -> bm.TrainerResult:
     """Train ``trainer`` on ``raw_dir`` (the dataset or its dense twin), score it on ``eval_raw_dir``'s held-out cases.
@@ -108,12 +130,18 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
     fold_dir = model / f"fold_{args.fold}"
     images, reference, what = bm.held_out_set(eval_raw_dir, Path(env["nnUNet_preprocessed"]) / eval_raw_dir.name,
                                               args.fold, out)
-    train_s, train_source = float("nan"), "measured"
+    train_s, train_source, stale = float("nan"), "measured", {}
     summary_json = out / bm.summary_file_name(trainer, run)
     if args.reuse and (fold_dir / "checkpoint_final.pth").is_file():
         train_s, train_source = _previous_train_seconds(summary_json, fold_dir)
         if math.isnan(train_s):  # reused into a new output folder: the epochs' span, a lower bound of the wall time
             train_s, train_source = _checkpoint_train_seconds(fold_dir), bm.TRAIN_TIME_FROM_CHECKPOINT
+        overrides = {**json.loads(env.get(pipeline.HPARAMS_ENV) or "{}"), **schedule}  # as pipeline.train sets them
+        stale = _reused_model_differences(fold_dir, trainer, overrides)
+        if stale:  # e.g. trained before a default changed: its numbers are not the current trainer's
+            print(f"    WARNING: the reused model {fold_dir} was trained with other hyperparameters than {trainer} "
+                  f"uses now (checkpoint -> now): {_format_differences(stale)}. Delete or move it to retrain.",
+                  flush=True)
         if reference.name == "labelsTr_dense" and not bm.has_predictions(fold_dir / "validation", images):
             pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule, args.device,
                            extra_args=["--val"], log_file=log)  # final validation only
@@ -133,8 +161,10 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
                               extra_metrics=True)
     hparams = env.get("nnUNet_scribble_hparams") or ""
     label = f"{trainer} {hparams}" if hparams else None
-    summary.update(train_seconds=train_s, train_seconds_source=train_source, predict_seconds=predict_s, model_folder=str(fold_dir), held_out=what,
-                   dataset=raw_dir.name, run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
+    if stale:
+        summary["reused_model_differs"] = {k: {"checkpoint": then, "now": now} for k, (then, now) in stale.items()}
+    summary.update(train_seconds=train_s, train_seconds_source=train_source, predict_seconds=predict_s,
+                   model_folder=str(fold_dir), held_out=what, dataset=raw_dir.name, run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
     summary_json.write_text(json.dumps(summary, indent=2))
     return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name, run=run, label=label)
 
@@ -179,6 +209,11 @@ def main(argv=None) -> int:
               f"device {args.device}. Dice in %, HD95 in mm, mean ± std over cases"
               + (f"; hyperparameters {env['nnUNet_scribble_hparams']}" if env.get("nnUNet_scribble_hparams") else "")
               + (f"; {args.repeats} runs per trainer pooled (mean over runs)" if args.repeats > 1 else "") + ".")
+    stale = [f"{r.name} (run {r.run}): {_format_differences({k: (v['checkpoint'], v['now']) for k, v in d.items()})}"
+             for r in results if (d := r.summary.get("reused_model_differs"))]
+    if stale:
+        header += ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> "
+                   "now): " + "; ".join(stale) + ".")
     rows = bm.results_rows(results, args.upper_bound)
     _, md = bm.write_tables(rows, out, header)
     bm.plot_results(results, out / "results.png")

@@ -63,3 +63,26 @@ def test_checkpoint_time_is_marked_as_a_lower_bound_in_the_table():
     assert bm.results_rows([result(620.4, "measured")], None)[0]["train s"] == "620"
     assert bm.results_rows([result(821.2, bm.TRAIN_TIME_FROM_CHECKPOINT)], None)[0]["train s"] == ">=821"
     assert bm.results_rows([result(float("nan"), "previous summary")], None)[0]["train s"] == "nan"
+
+
+def test_reused_model_trained_before_a_default_changed_is_reported(tmp_path):
+    """A MaCo checkpoint from before ``con_normalisation`` existed, reused under the cpu preset's schedule."""
+    from nnunet_scribble.trainers import hparams as hp
+    from nnunet_scribble.trainers import nnUNetTrainerMaCo
+    from nnunet_scribble.trainers.common import CHECKPOINT_KEY
+
+    rq = _module()
+    fold = tmp_path / "fold_0"
+    fold.mkdir()
+    schedule = {"num_epochs": 50, "test_time_mirroring": False}
+    recorded = {**hp.class_hyperparameters(nnUNetTrainerMaCo), **schedule}
+    torch.save({CHECKPOINT_KEY: {"hyperparameters": recorded}}, fold / "checkpoint_final.pth")
+    assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {}
+    del recorded["con_normalisation"]
+    torch.save({CHECKPOINT_KEY: {"hyperparameters": recorded}}, fold / "checkpoint_final.pth")
+    assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {
+        "con_normalisation": (hp.NOT_RECORDED, "voxel")}
+    assert rq._format_differences({"con_normalisation": (hp.NOT_RECORDED, "voxel")}) == \
+        "con_normalisation '<not recorded>' -> 'voxel'"
+    torch.save({"network_weights": {}}, fold / "checkpoint_final.pth")  # not one of this package's trainers
+    assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {}

@@ -100,3 +100,37 @@ def hyperparameter_names(trainer: Any) -> list[str]:
 def current_hyperparameters(trainer: Any) -> dict[str, Any]:
     """``{name: value}`` of :func:`hyperparameter_names` (for the training log and checkpoints)."""
     return {n: getattr(trainer, n) for n in hyperparameter_names(trainer)}
+
+
+def class_hyperparameters(trainer_cls: type) -> dict[str, Any]:
+    """``{name: value}`` a new instance of ``trainer_cls`` starts from, read without building it.
+
+    The annotated public class attributes of its hierarchy (the method hyperparameters) plus its
+    ``trainer_defaults``; nnU-Net's knobs that only ``nnUNetTrainer.__init__`` sets are not included (their values
+    need an instance: plans, device).
+    """
+    values = {}
+    for cls in reversed(trainer_cls.__mro__):
+        for name in vars(cls).get("__annotations__", {}):
+            if (not name.startswith("_") and name.islower() and not name.startswith("trainer_defaults")
+                    and hasattr(trainer_cls, name) and not callable(getattr(trainer_cls, name))):
+                values[name] = getattr(trainer_cls, name)
+    values.update(getattr(trainer_cls, "trainer_defaults", {}))
+    return values
+
+
+NOT_RECORDED = "<not recorded>"  #: stands for a hyperparameter a checkpoint predates in :func:`differences`
+
+
+def differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """``{name: (recorded value, expected value)}`` for every name of ``expected`` whose value ``recorded`` does not
+    hold (tuples and lists compare equal; a name missing from ``recorded`` appears as :data:`NOT_RECORDED`).
+
+    Used to tell that a reused model (its checkpoint records :func:`current_hyperparameters`) was trained with
+    other settings than the current code and overrides would use, e.g. before a default changed.
+    """
+    def plain(v):
+        return [plain(x) for x in v] if isinstance(v, (list, tuple)) else v
+
+    return {name: (recorded.get(name, NOT_RECORDED), now) for name, now in expected.items()
+            if name not in recorded or plain(recorded[name]) != plain(now)}

@@ -203,6 +203,29 @@ def test_environment_overrides(make_trainer, monkeypatch):
     assert trainer.num_val_iterations_per_epoch == 1
 
 
+def test_class_hyperparameters_are_what_a_new_trainer_records(make_trainer, monkeypatch):
+    """What run_quality.py --reuse compares a checkpoint with, read from the class, equals what an instance records."""
+    from nnunet_scribble.trainers import hparams as hp
+
+    expected = hp.class_hyperparameters(ShortTrainer)
+    assert expected["lam"] == 0.5 and expected["num_epochs"] == 3 and "queue" not in expected
+    recorded = hp.current_hyperparameters(make_trainer(ShortTrainer, initialize=False))
+    assert hp.differences(recorded, expected) == {}
+    monkeypatch.setenv("nnUNet_scribble_hparams", json.dumps({"lam": 2.0}))
+    recorded = hp.current_hyperparameters(make_trainer(ShortTrainer, initialize=False))
+    assert hp.differences(recorded, expected) == {"lam": (2.0, 0.5)}  # a model trained with an override
+    assert hp.differences(recorded, {**expected, "lam": 2.0}) == {}  # ... compared under the same override
+
+
+def test_differences_name_changed_and_unrecorded_hyperparameters():
+    from nnunet_scribble.trainers import hparams as hp
+
+    recorded = {"a": 1, "b": (1, 2), "old": True}  # torch.save keeps tuples; JSON overrides give lists
+    assert hp.differences(recorded, {"a": 1, "b": [1, 2]}) == {}
+    assert hp.differences(recorded, {"a": 2, "b": [1, 2], "new": "voxel"}) == {"a": (1, 2),
+                                                                            "new": (hp.NOT_RECORDED, "voxel")}
+
+
 @pytest.mark.parametrize("value, match", [('{"num_epochs": "5"}', "expects int"),
                                           ('{"nmu_epochs": 5}', "has no hyperparameter 'nmu_epochs'"),
                                           ("[1, 2]", "must be a JSON object"),
