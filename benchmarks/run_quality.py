@@ -26,6 +26,7 @@ from pathlib import Path
 from nnunet_scribble import benchmarking as bm
 from nnunet_scribble import pipeline
 from nnunet_scribble.evaluation import evaluate_folder
+from nnunet_scribble.trainers import hparams as hp
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -90,10 +91,6 @@ def _checkpoint_train_seconds(fold_dir: Path) -> float:
         return float("nan")
 
 
-def _format_differences(stale: dict[str, tuple]) -> str:
-    return ", ".join(f"{name} {then!r} -> {now!r}" for name, (then, now) in stale.items())
-
-
 def _reused_model_differences(fold_dir: Path, trainer: str, overrides: dict) -> dict[str, tuple]:
     """Hyperparameters the reused model in ``fold_dir`` was trained with that differ from what ``trainer`` would use
     now (its class defaults plus ``overrides``: ``nnUNet_scribble_hparams`` and the preset's schedule); empty when
@@ -101,7 +98,6 @@ def _reused_model_differences(fold_dir: Path, trainer: str, overrides: dict) -> 
     import torch
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunet_scribble.trainers import hparams as hp
     from nnunet_scribble.trainers.common import CHECKPOINT_KEY
 
     checkpoint = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
@@ -140,7 +136,7 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
         stale = _reused_model_differences(fold_dir, trainer, overrides)
         if stale:  # e.g. trained before a default changed: its numbers are not the current trainer's
             print(f"    WARNING: the reused model {fold_dir} was trained with other hyperparameters than {trainer} "
-                  f"uses now (checkpoint -> now): {_format_differences(stale)}. Delete or move it to retrain.",
+                  f"uses now (checkpoint -> now): {hp.format_differences(stale)}. Delete or move it to retrain.",
                   flush=True)
         if reference.name == "labelsTr_dense" and not bm.has_predictions(fold_dir / "validation", images):
             pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule, args.device,
@@ -164,7 +160,8 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
     if stale:
         summary["reused_model_differs"] = {k: {"checkpoint": then, "now": now} for k, (then, now) in stale.items()}
     summary.update(train_seconds=train_s, train_seconds_source=train_source, predict_seconds=predict_s,
-                   model_folder=str(fold_dir), held_out=what, dataset=raw_dir.name, run=run, hparams=json.loads(hparams) if hparams else {}, label=label)
+                   model_folder=str(fold_dir), held_out=what, dataset=raw_dir.name, run=run,
+                   hparams=json.loads(hparams) if hparams else {}, label=label)
     summary_json.write_text(json.dumps(summary, indent=2))
     return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name, run=run, label=label)
 
@@ -209,7 +206,7 @@ def main(argv=None) -> int:
               f"device {args.device}. Dice in %, HD95 in mm, mean ± std over cases"
               + (f"; hyperparameters {env['nnUNet_scribble_hparams']}" if env.get("nnUNet_scribble_hparams") else "")
               + (f"; {args.repeats} runs per trainer pooled (mean over runs)" if args.repeats > 1 else "") + ".")
-    stale = [f"{r.name} (run {r.run}): {_format_differences({k: (v['checkpoint'], v['now']) for k, v in d.items()})}"
+    stale = [f"{r.name} (run {r.run}): {hp.format_differences(d)}"
              for r in results if (d := r.summary.get("reused_model_differs"))]
     if stale:
         header += ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> "

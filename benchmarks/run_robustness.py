@@ -40,6 +40,7 @@ from nnunet_scribble.dataset_conversion.common import install_splits
 from nnunet_scribble.dataset_conversion.raw_dataset import open_raw_dataset
 from nnunet_scribble.dataset_conversion.scribble_simulation import STYLES
 from nnunet_scribble.derived_preprocessing import preprocess_like_source
+from nnunet_scribble.trainers.hparams import format_differences
 
 REPO = Path(__file__).resolve().parents[1]
 TOOLS = {"degraded": REPO / "dataset_conversion" / "degrade_scribbles.py",
@@ -324,6 +325,13 @@ def main(argv=None) -> int:
     if args.repeats > 1:
         footer += "\n".join(["", "", "Dice (%) of each run, in run order, (max - min) in brackets:", "",
                               *rb.markdown_table(rb.runs_rows(dice, args.condition_list))])
+    stale = [f"{t} {c} (run {run}): {format_differences(d)}"
+             for c, per in summaries.items() for t, runs in per.items() for run, s in enumerate(runs)
+             if (d := s.get("reused_model_differs"))]
+    if stale:  # run_quality.py reused a model trained with other settings: its cell is not the current trainer's
+        footer += ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> "
+                   "now): " + "; ".join(stale) + ".")
+        print("WARNING: " + "; ".join(stale), flush=True)
     _, md = rb.write_tables(rows, out, header, footer)
     print(md.read_text())
     return 0

@@ -82,7 +82,8 @@ def test_reused_model_trained_before_a_default_changed_is_reported(tmp_path):
     torch.save({CHECKPOINT_KEY: {"hyperparameters": recorded}}, fold / "checkpoint_final.pth")
     assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {
         "con_normalisation": (hp.NOT_RECORDED, "voxel")}
-    assert rq._format_differences({"con_normalisation": (hp.NOT_RECORDED, "voxel")}) == \
+    assert hp.format_differences({"con_normalisation": (hp.NOT_RECORDED, "voxel")}) == \
+        hp.format_differences({"con_normalisation": {"checkpoint": hp.NOT_RECORDED, "now": "voxel"}}) == \
         "con_normalisation '<not recorded>' -> 'voxel'"
     torch.save({"network_weights": {}}, fold / "checkpoint_final.pth")  # not one of this package's trainers
     assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {}

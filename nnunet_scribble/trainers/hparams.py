@@ -134,3 +134,10 @@ def differences(recorded: Mapping[str, Any], expected: Mapping[str, Any]) -> dic
 
     return {name: (recorded.get(name, NOT_RECORDED), now) for name, now in expected.items()
             if name not in recorded or plain(recorded[name]) != plain(now)}
+
+
+def format_differences(diff: Mapping[str, Any]) -> str:
+    """``"name 'then' -> 'now', ..."`` for :func:`differences`' result or its JSON form ``{name: {"checkpoint": then,
+    "now": now}}`` (the ``reused_model_differs`` entry of ``run_quality.py``'s summaries)."""
+    pairs = ((k, (v["checkpoint"], v["now"]) if isinstance(v, Mapping) else v) for k, v in diff.items())
+    return ", ".join(f"{name} {then!r} -> {now!r}" for name, (then, now) in pairs)
