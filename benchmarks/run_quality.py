@@ -208,9 +208,7 @@ def main(argv=None) -> int:
               + (f"; {args.repeats} runs per trainer pooled (mean over runs)" if args.repeats > 1 else "") + ".")
     stale = [f"{r.name} (run {r.run}): {hp.format_differences(d)}"
              for r in results if (d := r.summary.get("reused_model_differs"))]
-    if stale:
-        header += ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> "
-                   "now): " + "; ".join(stale) + ".")
+    header += bm.reused_models_note(stale)
     rows = bm.results_rows(results, args.upper_bound)
     _, md = bm.write_tables(rows, out, header)
     bm.plot_results(results, out / "results.png")

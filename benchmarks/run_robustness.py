@@ -329,8 +329,7 @@ def main(argv=None) -> int:
              for c, per in summaries.items() for t, runs in per.items() for run, s in enumerate(runs)
              if (d := s.get("reused_model_differs"))]
     if stale:  # run_quality.py reused a model trained with other settings: its cell is not the current trainer's
-        footer += ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> "
-                   "now): " + "; ".join(stale) + ".")
+        footer += bm.reused_models_note(stale)
         print("WARNING: " + "; ".join(stale), flush=True)
     _, md = rb.write_tables(rows, out, header, footer)
     print(md.read_text())

@@ -34,6 +34,16 @@ from nnunet_scribble.derived_preprocessing import copy_plans
 TRAIN_TIME_FROM_CHECKPOINT = "checkpoint epochs"
 
 
+def reused_models_note(entries: Sequence[str]) -> str:
+    """The line that ``run_quality.py`` and ``run_robustness.py`` put next to their tables when ``--reuse`` picked up
+    models trained with other hyperparameters than the current code (``entries``: one ``"<model>: <differences>"``
+    each); empty when there are none."""
+    if not entries:
+        return ""
+    return ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> now): "
+            + "; ".join(entries) + ".")
+
+
 @dataclass
 class TrainerResult:
     """Outcome of one trainer: the dense-evaluation summary and wall times in seconds."""
