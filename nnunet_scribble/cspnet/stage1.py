@@ -138,7 +138,7 @@ def staged_folder(folder: str) -> Iterator[str]:
 def record_dense_summary(folder: str, manifest: dict, summary: dict) -> dict:
     """Add the pseudo labels' Dice against dense labels to the manifest of a committed folder, written atomically."""
     manifest = dict(manifest, dice_vs_dense={
-        "mean": summary["mean"]["Dice"]["mean"],
+        "mean": summary["mean"]["Dice"]["mean"], "cases": len(summary["cases"]),
         "per_class": {n: m["Dice"]["mean"] for n, m in summary["per_class"].items()}})
     atomic_save_json(manifest, os.path.join(folder, MANIFEST))
     return manifest
@@ -419,7 +419,8 @@ def import_user_pseudo_labels(trainer: nnUNetTrainerCSPNet, raw_folder: str, ide
 
 # ---------------------------------------------------------------------------------------------- quality report
 def evaluate_against_dense(trainer: nnUNetTrainerCSPNet, folder: str, identifiers: list[str]) -> dict | None:
-    """Dice/HD95 of the pseudo labels against ``nnUNet_raw/<dataset>/labelsTr_dense`` (when it exists).
+    """Dice/HD95 of the pseudo labels against ``nnUNet_raw/<dataset>/labelsTr_dense`` (when it exists), on the cases
+    it has a label for (None when it has none of them).
 
     The pseudo labels are taken back to the raw image grid with nnU-Net's own export path (one-hot "logits" through
     ``convert_predicted_logits_to_segmentation_with_correct_shape``), written to ``<folder>/raw`` and scored with the
@@ -428,7 +429,7 @@ def evaluate_against_dense(trainer: nnUNetTrainerCSPNet, folder: str, identifier
     from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
     from nnunetv2.paths import nnUNet_raw
 
-    from nnunet_scribble.evaluation import evaluate_folder, format_table
+    from nnunet_scribble.evaluation import cases_with_reference, evaluate_folder, format_table
 
     if not nnUNet_raw.is_set():
         return None
@@ -437,6 +438,11 @@ def evaluate_against_dense(trainer: nnUNetTrainerCSPNet, folder: str, identifier
         return None
     k = trainer.label_manager.num_segmentation_heads
     ending = trainer.dataset_json["file_ending"]
+    identifiers, undocumented = cases_with_reference(dense, identifiers, ending)
+    if not identifiers:  # e.g. MSCMRseg: dense labels only for the held-out subjects
+        trainer.print_to_log_file(f"CSPNet pseudo labels not scored: {dense} has no dense label of the "
+                                  f"{len(undocumented)} stage-1 training cases")
+        return None
     dataset = trainer.dataset_class(trainer.preprocessed_dataset_folder, identifiers)
     rw = trainer.plans_manager.image_reader_writer_class()
     out_dir = os.path.join(folder, "raw")
@@ -452,5 +458,8 @@ def evaluate_against_dense(trainer: nnUNetTrainerCSPNet, folder: str, identifier
     labels = {n: v for n, v in trainer.dataset_json["labels"].items() if n != "ignore"}
     summary = evaluate_folder(dense, out_dir, labels=labels, file_ending=ending, cases=identifiers,
                               output_json=os.path.join(folder, "summary_dense.json"))
-    trainer.print_to_log_file("CSPNet pseudo labels against dense labels (labelsTr_dense):\n" + format_table(summary))
+    scored = f"{len(identifiers)} of {len(identifiers) + len(undocumented)} cases, the others have no dense label" \
+        if undocumented else f"{len(identifiers)} cases"
+    trainer.print_to_log_file(f"CSPNet pseudo labels against dense labels (labelsTr_dense, {scored}):\n"
+                              + format_table(summary))
     return summary

@@ -174,6 +174,18 @@ def _infer_file_ending(pred_dir: Path) -> str:
     return best
 
 
+def cases_with_reference(reference_folder: PathLike, cases: Sequence[str],
+                         file_ending: str) -> tuple[list[str], list[str]]:
+    """Split ``cases`` into those with a file ``<case><file_ending>`` in ``reference_folder`` and those without.
+
+    For dense labels that exist for only some cases (MSCMRseg's ``labelsTr_dense`` holds the 5 densely labelled
+    subjects, not the 25 scribbled ones): callers score the first list and say how many they left out, because
+    :func:`evaluate_folder` refuses a requested case without a reference.
+    """
+    present = _case_ids(Path(reference_folder), file_ending) if Path(reference_folder).is_dir() else set()
+    return [c for c in cases if c in present], [c for c in cases if c not in present]
+
+
 def _case_ids(folder: Path, file_ending: str) -> set[str]:
     return {p.name[:-len(file_ending)] for p in folder.iterdir()
             if p.is_file() and p.name.endswith(file_ending) and not p.name.startswith(".")}

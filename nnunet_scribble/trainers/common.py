@@ -283,14 +283,23 @@ class TrainerCommon(nnUNetTrainer):
             self.print_to_log_file(f"No dense labels at {dense}: the validation Dice above is the only one "
                                    f"(on scribble data it scores annotated voxels only)")
             return None
-        from nnunet_scribble.evaluation import evaluate_folder, format_table
+        from nnunet_scribble.evaluation import cases_with_reference, evaluate_folder, format_table
 
         val_folder = os.path.join(self.output_folder, "validation")
+        ending = self.dataset_json["file_ending"]
+        predicted = sorted(f[:-len(ending)] for f in os.listdir(val_folder) if f.endswith(ending))
+        cases, undocumented = cases_with_reference(dense, predicted, ending)
+        if not cases:
+            self.print_to_log_file(f"No dense labels in {dense} for the {len(predicted)} validation cases: the "
+                                   f"validation Dice above is the only one")
+            return None
         labels = {k: v for k, v in self.dataset_json["labels"].items() if k != "ignore"}
-        summary = evaluate_folder(dense, val_folder, labels=labels, file_ending=self.dataset_json["file_ending"],
+        summary = evaluate_folder(dense, val_folder, labels=labels, file_ending=ending, cases=cases,
                                   output_json=os.path.join(val_folder, "summary_dense.json"),
                                   output_markdown=os.path.join(val_folder, "summary_dense.md"))
-        self.print_to_log_file("Validation against dense labels (labelsTr_dense):\n" + format_table(summary),
+        scored = f", {len(cases)} of {len(predicted)} validation cases; the others have no dense label" \
+            if undocumented else ""
+        self.print_to_log_file(f"Validation against dense labels (labelsTr_dense{scored}):\n" + format_table(summary),
                                also_print_to_console=True)
         for name, metrics in summary["per_class"].items():
             self.logger.log_summary(f"final_val_dense/{name}_dice", metrics["Dice"]["mean"])

@@ -161,3 +161,22 @@ def test_bad_pseudo_label_folders_get_clear_errors(dataset, monkeypatch, tmp_pat
     with pytest.raises(RuntimeError, match="not a complete pseudo-label folder"):
         trainer.on_train_start()
     shutil.rmtree(folder)
+
+
+@pytest.mark.slow
+def test_pseudo_labels_are_scored_on_the_cases_with_dense_labels_only(dataset):
+    """MSCMRseg's labelsTr_dense holds only the held-out subjects: stage 1 scores what it can instead of failing."""
+    dense = dataset["raw"] / "labelsTr_dense"
+    keys = _tr_keys(dataset, 4)
+    aside = dataset["root"] / "dense_aside"
+    aside.mkdir()
+    try:
+        for key in keys[1:]:
+            shutil.move(str(dense / f"{key}.nii.gz"), str(aside / f"{key}.nii.gz"))
+        log = _train(dataset, fold=4)
+    finally:
+        for f in aside.iterdir():
+            shutil.move(str(f), str(dense / f.name))
+    manifest = json.loads((_folder(dataset, fold=4) / stage1.MANIFEST).read_text())
+    assert manifest["dice_vs_dense"]["cases"] == 1 and len(manifest["cases"]) == len(keys)
+    assert f"labelsTr_dense, 1 of {len(keys)} cases, the others have no dense label" in log

@@ -160,3 +160,12 @@ def test_extra_metrics_match_the_functions_on_each_case(nifti_dataset):
     assert summary["extra"]["Dice_largest_component"]["mean"] == pytest.approx(np.mean(lcc))
     # the two label boxes of a case are disjoint: post-processing drops the smaller one, so Dice can only fall here
     assert summary["extra"]["Dice_largest_component"]["mean"] <= summary["mean"]["Dice"]["mean"] + 1e-9
+
+
+def test_cases_with_reference_splits_partial_dense_labels(nifti_dataset, tmp_path):
+    from nnunet_scribble.evaluation import cases_with_reference
+
+    ref_dir, _, _ = nifti_dataset
+    assert cases_with_reference(ref_dir, ["case_002", "case_009", "case_000"], ".nii.gz") == \
+        (["case_002", "case_000"], ["case_009"])  # order kept
+    assert cases_with_reference(tmp_path / "missing", ["case_000"], ".nii.gz") == ([], ["case_000"])

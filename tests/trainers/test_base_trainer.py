@@ -283,3 +283,26 @@ def test_extra_target_channels_are_inserted_before_downsampling_and_split_off(ma
     target, extra = trainer.seen
     assert all(t.shape[1] == 1 for t in target) and (extra == 7).all()
     assert extra.shape[2:] == batch["target"][0].shape[2:]
+
+
+# ----------------------------------------------------------------------------- dense evaluation of the validation
+def test_dense_validation_scores_only_cases_with_dense_labels(make_trainer, nnunet_dirs):
+    """MSCMRseg-like ``labelsTr_dense`` that holds some cases only: those are scored, the others are named as left out;
+    none at all: no evaluation instead of an error after the whole training."""
+    import SimpleITK as sitk
+
+    trainer = make_trainer(nnUNetTrainerScribble, initialize=False)
+    val = os.path.join(trainer.output_folder, "validation")
+    os.makedirs(val)
+    dense = nnunet_dirs["nnUNet_raw"] / trainer.plans_manager.dataset_name / "labelsTr_dense"
+    dense.mkdir(parents=True)
+    seg = np.zeros((1, 8, 8), dtype=np.uint8)
+    seg[0, 2:6, 2:6] = 3
+    for case in ("a", "b"):
+        sitk.WriteImage(sitk.GetImageFromArray(seg), os.path.join(val, f"{case}.nii.gz"))
+    assert trainer.evaluate_validation_against_dense_labels() is None  # no dense label for a or b
+    sitk.WriteImage(sitk.GetImageFromArray(seg), str(dense / "b.nii.gz"))
+    summary = trainer.evaluate_validation_against_dense_labels()
+    assert [c["case"] for c in summary["cases"]] == ["b"] and summary["per_class"]["LV"]["Dice"]["mean"] == 1.0
+    log = open(trainer.log_file).read()
+    assert "No dense labels in" in log and "1 of 2 validation cases; the others have no dense label" in log
