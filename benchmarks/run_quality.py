@@ -17,16 +17,17 @@ import argparse
 import json
 import math
 import os
+import pickle
 import platform
 import shutil
-import subprocess
 import time
 from pathlib import Path
 
 from nnunet_scribble import benchmarking as bm
-from nnunet_scribble import pipeline
+from nnunet_scribble import pipeline, provenance
 from nnunet_scribble.evaluation import evaluate_folder
 from nnunet_scribble.trainers import hparams as hp
+from nnunet_scribble.trainers.common import CHECKPOINT_KEY
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -73,39 +74,49 @@ def _previous_train_seconds(summary_json: Path, fold_dir: Path) -> tuple[float, 
     return seconds, previous.get("train_seconds_source", "previous summary")
 
 
-def _checkpoint_train_seconds(fold_dir: Path) -> float:
-    """Span of the training epochs logged in ``checkpoint_final.pth`` (first epoch start to last epoch end), or NaN.
+def _read_checkpoint(fold_dir: Path) -> dict | None:
+    """``fold_dir/checkpoint_final.pth`` on the CPU, or None (missing or unreadable; the reason is printed)."""
+    import torch
+
+    try:
+        return torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as e:
+        print(f"    cannot read {fold_dir / 'checkpoint_final.pth'}: {e}", flush=True)
+        return None
+
+
+def _checkpoint_train_seconds(checkpoint: dict | None) -> float:
+    """Span of the training epochs logged in a ``checkpoint_final.pth`` (first epoch start to last epoch end), or NaN.
 
     A lower bound of the wall time :func:`pipeline.train` measures: it leaves out start-up (plans, data loaders,
     network build) and nnU-Net's final validation. Used when a reused model has no earlier summary in this output
     folder, and marked in the table (``train s`` reads ``>=N``).
     """
-    import torch
-
     try:
-        logging = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)["logging"]
+        logging = (checkpoint or {})["logging"]
         start, end = logging["epoch_start_timestamps"], logging["epoch_end_timestamps"]
         return float(end[-1] - start[0]) if start and end else float("nan")
-    except (OSError, KeyError, TypeError, RuntimeError, EOFError) as e:  # unreadable or not nnU-Net's layout
-        print(f"    no epoch timestamps in {fold_dir / 'checkpoint_final.pth'} ({e}): train time unknown", flush=True)
+    except (KeyError, TypeError) as e:  # not nnU-Net's layout
+        print(f"    no epoch timestamps in the checkpoint ({e!r}): train time unknown", flush=True)
         return float("nan")
 
 
-def _reused_model_differences(fold_dir: Path, trainer: str, overrides: dict) -> dict[str, tuple]:
-    """Hyperparameters the reused model in ``fold_dir`` was trained with that differ from what ``trainer`` would use
-    now (its class defaults plus ``overrides``: ``nnUNet_scribble_hparams`` and the preset's schedule); empty when
-    they agree or the checkpoint records none (not one of this package's trainers)."""
-    import torch
+def _reused_model_differences(checkpoint: dict | None, trainer: str, overrides: dict) -> dict[str, tuple]:
+    """Hyperparameters a reused model's checkpoint records that differ from what ``trainer`` would use now (its class
+    defaults plus ``overrides``: ``nnUNet_scribble_hparams`` and the preset's schedule); empty when they agree or the
+    checkpoint records none (not one of this package's trainers)."""
     from nnunetv2.utilities.find_objects import recursive_find_trainer_class_by_name
 
-    from nnunet_scribble.trainers.common import CHECKPOINT_KEY
-
-    checkpoint = torch.load(fold_dir / "checkpoint_final.pth", map_location="cpu", weights_only=False)
-    recorded = (checkpoint.get(CHECKPOINT_KEY) or {}).get("hyperparameters")
+    recorded = ((checkpoint or {}).get(CHECKPOINT_KEY) or {}).get("hyperparameters")
     if recorded is None:
         return {}
     expected = {**hp.class_hyperparameters(recursive_find_trainer_class_by_name(trainer)), **overrides}
     return hp.differences(recorded, expected)
+
+
+def _recorded_code(checkpoint: dict | None) -> dict | None:
+    """The package code a checkpoint records (:func:`provenance.code_version` of the training process), or None."""
+    return ((checkpoint or {}).get(CHECKPOINT_KEY) or {}).get("code")
 
 
 def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, out: Path,
@@ -126,18 +137,25 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
     fold_dir = model / f"fold_{args.fold}"
     images, reference, what = bm.held_out_set(eval_raw_dir, Path(env["nnUNet_preprocessed"]) / eval_raw_dir.name,
                                               args.fold, out)
-    train_s, train_source, stale = float("nan"), "measured", {}
+    train_s, train_source, stale, code_changed = float("nan"), "measured", {}, False
     summary_json = out / bm.summary_file_name(trainer, run)
-    if args.reuse and (fold_dir / "checkpoint_final.pth").is_file():
+    reused = args.reuse and (fold_dir / "checkpoint_final.pth").is_file()
+    if reused:
+        checkpoint = _read_checkpoint(fold_dir)
         train_s, train_source = _previous_train_seconds(summary_json, fold_dir)
         if math.isnan(train_s):  # reused into a new output folder: the epochs' span, a lower bound of the wall time
-            train_s, train_source = _checkpoint_train_seconds(fold_dir), bm.TRAIN_TIME_FROM_CHECKPOINT
+            train_s, train_source = _checkpoint_train_seconds(checkpoint), bm.TRAIN_TIME_FROM_CHECKPOINT
         overrides = {**json.loads(env.get(pipeline.HPARAMS_ENV) or "{}"), **schedule}  # as pipeline.train sets them
-        stale = _reused_model_differences(fold_dir, trainer, overrides)
+        stale = _reused_model_differences(checkpoint, trainer, overrides)
         if stale:  # e.g. trained before a default changed: its numbers are not the current trainer's
             print(f"    WARNING: the reused model {fold_dir} was trained with other hyperparameters than {trainer} "
                   f"uses now (checkpoint -> now): {hp.format_differences(stale)}. Delete or move it to retrain.",
                   flush=True)
+        code = _recorded_code(checkpoint)
+        code_changed = provenance.differs(code)
+        if code_changed:  # same hyperparameters, but the method's code may have changed since
+            print(f"    note: the reused model {fold_dir} was trained by {provenance.describe(code)}; this checkout's "
+                  f"package code differs from it or cannot be compared", flush=True)
         if reference.name == "labelsTr_dense" and not bm.has_predictions(fold_dir / "validation", images):
             pipeline.train(dataset_id, args.configuration, args.fold, trainer, plans_id, env, schedule, args.device,
                            extra_args=["--val"], log_file=log)  # final validation only
@@ -155,10 +173,15 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
                                      env, args.device, log_file=log)
     summary = evaluate_folder(reference, pred, cases=bm.case_ids(images), output_json=summary_json,
                               extra_metrics=True)
+    if not reused:
+        code = _recorded_code(_read_checkpoint(fold_dir))
     hparams = env.get("nnUNet_scribble_hparams") or ""
     label = f"{trainer} {hparams}" if hparams else None
     if stale:
         summary["reused_model_differs"] = {k: {"checkpoint": then, "now": now} for k, (then, now) in stale.items()}
+    if code_changed:
+        summary["reused_model_code"] = provenance.describe(code)
+    summary["model_code"] = code
     summary.update(train_seconds=train_s, train_seconds_source=train_source, predict_seconds=predict_s,
                    model_folder=str(fold_dir), held_out=what, dataset=raw_dir.name, run=run,
                    hparams=json.loads(hparams) if hparams else {}, label=label)
@@ -195,20 +218,20 @@ def main(argv=None) -> int:
                 results.append(run_trainer(args, trainer, twin, twin_id, env, out, raw_dir, run))
             print(f"    mean Dice {results[-1].summary['mean']['Dice']['mean']:.4f}, "
                   f"train {results[-1].train_seconds:.0f} s", flush=True)
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent).stdout.strip() or "unknown"
+    commit = provenance.describe(provenance.code_version())
     schedule = {**pipeline.PRESETS[args.preset].schedule, **json.loads(args.schedule or "{}")}
     header = (f"# {raw_dir.name}, {args.configuration}, fold {args.fold}, preset '{args.preset}' "
               + (f"of {args.plans} " if args.plans != "nnUNetPlans" else "") +
               f"({schedule or 'nnU-Net schedule'})\n\n"
-              f"Held-out: {results[0].summary['held_out']}. Date {time.strftime('%Y-%m-%d')}, commit {commit}, "
+              f"Held-out: {results[0].summary['held_out']}. Date {time.strftime('%Y-%m-%d')}, {commit}, "
               f"machine: {platform.node()} ({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), "
               f"device {args.device}. Dice in %, HD95 in mm, mean ± std over cases"
               + (f"; hyperparameters {env['nnUNet_scribble_hparams']}" if env.get("nnUNet_scribble_hparams") else "")
               + (f"; {args.repeats} runs per trainer pooled (mean over runs)" if args.repeats > 1 else "") + ".")
     stale = [f"{r.name} (run {r.run}): {hp.format_differences(d)}"
              for r in results if (d := r.summary.get("reused_model_differs"))]
-    header += bm.reused_models_note(stale)
+    other_code = [f"{r.name} (run {r.run}): {c}" for r in results if (c := r.summary.get("reused_model_code"))]
+    header += bm.reused_models_note(stale, other_code)
     rows = bm.results_rows(results, args.upper_bound)
     _, md = bm.write_tables(rows, out, header)
     bm.plot_results(results, out / "results.png")

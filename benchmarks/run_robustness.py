@@ -28,13 +28,12 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 from nnunet_scribble import benchmarking as bm
-from nnunet_scribble import pipeline
+from nnunet_scribble import pipeline, provenance
 from nnunet_scribble import robustness as rb
 from nnunet_scribble.dataset_conversion.common import install_splits
 from nnunet_scribble.dataset_conversion.raw_dataset import open_raw_dataset
@@ -228,15 +227,6 @@ def run_condition(args, condition: rb.Condition, dataset_id: int, trainers: list
     return summaries
 
 
-def git_commit() -> str:
-    """Short commit of this checkout, with ``+uncommitted`` when the working tree has changes."""
-    def git(*a):
-        return subprocess.run(["git", *a], capture_output=True, text=True, cwd=REPO).stdout.strip()
-
-    commit = git("rev-parse", "--short", "HEAD") or "unknown"
-    return commit + (" (+uncommitted changes)" if git("status", "--porcelain", "--untracked-files=no") else "")
-
-
 def annotated_percent(raw: Path) -> float | None:
     """Share of annotated (not ignore) training voxels in %, None when the dataset has no labelsTr_dense."""
     if not (raw / "labelsTr_dense").is_dir():
@@ -312,7 +302,8 @@ def main(argv=None) -> int:
             f"from their mean; the runs are listed below the table.")
     header = (f"# Scribble robustness: {source.name}, {args.configuration}, fold {args.fold}, preset '{args.preset}' "
               f"({schedule or 'nnU-Net schedule'})\n\n"
-              f"Date {time.strftime('%Y-%m-%d')}, commit {git_commit()}, machine: {platform.node()} "
+              f"Date {time.strftime('%Y-%m-%d')}, {provenance.describe(provenance.code_version())}, "
+              f"machine: {platform.node()} "
               f"({os.cpu_count()} CPUs, {platform.processor() or platform.machine()}), device {args.device}. "
               f"Held-out: {full['held_out']} ({len(full['cases'])} cases, the same in every condition).\n\n"
               f"`Dice <condition>`: mean foreground Dice (%) over the held-out cases; `retained <condition>`: "
@@ -328,8 +319,11 @@ def main(argv=None) -> int:
     stale = [f"{t} {c} (run {run}): {format_differences(d)}"
              for c, per in summaries.items() for t, runs in per.items() for run, s in enumerate(runs)
              if (d := s.get("reused_model_differs"))]
+    other_code = [f"{t} {c} (run {run}): {code}"
+                  for c, per in summaries.items() for t, runs in per.items() for run, s in enumerate(runs)
+                  if (code := s.get("reused_model_code"))]
+    footer += bm.reused_models_note(stale, other_code)
     if stale:  # run_quality.py reused a model trained with other settings: its cell is not the current trainer's
-        footer += bm.reused_models_note(stale)
         print("WARNING: " + "; ".join(stale), flush=True)
     _, md = rb.write_tables(rows, out, header, footer)
     print(md.read_text())

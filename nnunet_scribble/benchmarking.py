@@ -34,14 +34,19 @@ from nnunet_scribble.derived_preprocessing import copy_plans
 TRAIN_TIME_FROM_CHECKPOINT = "checkpoint epochs"
 
 
-def reused_models_note(entries: Sequence[str]) -> str:
-    """The line that ``run_quality.py`` and ``run_robustness.py`` put next to their tables when ``--reuse`` picked up
+def reused_models_note(entries: Sequence[str], other_code: Sequence[str] = ()) -> str:
+    """The lines that ``run_quality.py`` and ``run_robustness.py`` put next to their tables when ``--reuse`` picked up
     models trained with other hyperparameters than the current code (``entries``: one ``"<model>: <differences>"``
-    each); empty when there are none."""
-    if not entries:
-        return ""
-    return ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> now): "
-            + "; ".join(entries) + ".")
+    each) or by package code that may differ from this checkout's (``other_code``: one ``"<model>: <code>"`` each,
+    see :func:`nnunet_scribble.provenance.differs`); empty when there are none."""
+    note = ""
+    if entries:
+        note += ("\n\n**Reused models trained with other hyperparameters than the current code** (checkpoint -> now): "
+                 + "; ".join(entries) + ".")
+    if other_code:
+        note += ("\n\nReused models whose training code is not shown to equal this checkout's package (`git diff` "
+                 "since the recorded commit is not empty, or no code was recorded): " + "; ".join(other_code) + ".")
+    return note
 
 
 @dataclass

@@ -316,3 +316,7 @@ def test_robustness_end_to_end_on_synthetic_data(tmp_path):
         assert float(row[f"Dice {condition}"]) == pytest.approx(100 * sum(runs) / 2, abs=0.006)
     md = (out / "robustness.md").read_text()
     assert "2 independent (unseeded) trainings per cell" in md and "Dice (%) of each run" in md
+    # the reused models were trained by this very code: no hyperparameter or code note
+    assert "Reused models" not in md
+    summary = json.loads((out / "full" / "summary_nnUNetTrainerScribble.json").read_text())
+    assert summary["model_code"]["version"] and "reused_model_code" not in summary

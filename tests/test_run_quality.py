@@ -45,13 +45,15 @@ def test_checkpoint_train_seconds_is_the_span_of_the_logged_epochs(tmp_path):
     """A reused model without an earlier summary: first epoch start to last epoch end of checkpoint_final.pth."""
     rq = _module()
     fold = tmp_path / "fold_0"
-    assert math.isnan(rq._checkpoint_train_seconds(fold))  # no checkpoint
+    assert rq._read_checkpoint(fold) is None  # no checkpoint
+    assert math.isnan(rq._checkpoint_train_seconds(None))
     fold.mkdir()
     torch.save({"logging": {"epoch_start_timestamps": [100.0, 112.5, 130.0],
                             "epoch_end_timestamps": [112.0, 129.0, 141.25]}}, fold / "checkpoint_final.pth")
-    assert rq._checkpoint_train_seconds(fold) == 41.25  # 141.25 - 100.0, the gaps between epochs included
-    torch.save({"network_weights": {}}, fold / "checkpoint_final.pth")  # no logger state
-    assert math.isnan(rq._checkpoint_train_seconds(fold))
+    assert rq._checkpoint_train_seconds(rq._read_checkpoint(fold)) == 41.25  # 141.25 - 100.0, gaps included
+    assert math.isnan(rq._checkpoint_train_seconds({"network_weights": {}}))  # no logger state
+    (fold / "checkpoint_final.pth").write_bytes(b"truncated")
+    assert rq._read_checkpoint(fold) is None
 
 
 def test_checkpoint_time_is_marked_as_a_lower_bound_in_the_table():
@@ -77,13 +79,14 @@ def test_reused_model_trained_before_a_default_changed_is_reported(tmp_path):
     schedule = {"num_epochs": 50, "test_time_mirroring": False}
     recorded = {**hp.class_hyperparameters(nnUNetTrainerMaCo), **schedule}
     torch.save({CHECKPOINT_KEY: {"hyperparameters": recorded}}, fold / "checkpoint_final.pth")
-    assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {}
+    assert rq._reused_model_differences(rq._read_checkpoint(fold), "nnUNetTrainerMaCo", schedule) == {}
     del recorded["con_normalisation"]
-    torch.save({CHECKPOINT_KEY: {"hyperparameters": recorded}}, fold / "checkpoint_final.pth")
-    assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {
+    checkpoint = {CHECKPOINT_KEY: {"hyperparameters": recorded}}
+    assert rq._reused_model_differences(checkpoint, "nnUNetTrainerMaCo", schedule) == {
         "con_normalisation": (hp.NOT_RECORDED, "voxel")}
     assert hp.format_differences({"con_normalisation": (hp.NOT_RECORDED, "voxel")}) == \
         hp.format_differences({"con_normalisation": {"checkpoint": hp.NOT_RECORDED, "now": "voxel"}}) == \
         "con_normalisation '<not recorded>' -> 'voxel'"
-    torch.save({"network_weights": {}}, fold / "checkpoint_final.pth")  # not one of this package's trainers
-    assert rq._reused_model_differences(fold, "nnUNetTrainerMaCo", schedule) == {}
+    # not one of this package's trainers, or no readable checkpoint
+    assert rq._reused_model_differences({"network_weights": {}}, "nnUNetTrainerMaCo", schedule) == {}
+    assert rq._reused_model_differences(None, "nnUNetTrainerMaCo", schedule) == {}

@@ -7,6 +7,7 @@
 - one training step written once: :meth:`TrainerCommon.compute_loss_terms` returns named loss terms with weights;
   the step sums them, back-propagates (AMP and gradient clipping as nnU-Net does) and every term is logged per epoch
   (terminal/log file and ``progress_terms.png``, next to nnU-Net's ``progress.png``);
+- the code that trained the model in checkpoints (version, git commit: :mod:`nnunet_scribble.provenance`);
 - extra method state in checkpoints (:meth:`get_extra_checkpoint_state` / :meth:`load_extra_checkpoint_state`) and
   the random number generators' states (Python, NumPy, torch CPU/CUDA), written atomically (temporary file +
   ``os.replace``) so a kill while saving never corrupts the last checkpoint; ``--c`` restores both (the generators
@@ -33,6 +34,7 @@ from nnunetv2.paths import nnUNet_raw
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.helpers import dummy_context
 
+from nnunet_scribble import provenance
 from nnunet_scribble.atomic import atomic_torch_save
 from nnunet_scribble.trainers import hparams as hp
 
@@ -105,6 +107,7 @@ class TrainerCommon(nnUNetTrainer):
         if self.hparam_overrides:
             self.print_to_log_file(f"Hyperparameters overridden by {hp.HPARAMS_ENV}: {self.hparam_overrides}")
         self.print_to_log_file(f"{type(self).__name__} hyperparameters: {hp.current_hyperparameters(self)}")
+        self.print_to_log_file(f"nnunet_scribble code: {provenance.describe(provenance.code_version())}")
 
     # ------------------------------------------------------------------ training step
     def compute_loss_terms(self, data: torch.Tensor, target: torch.Tensor | list[torch.Tensor],
@@ -233,7 +236,7 @@ class TrainerCommon(nnUNetTrainer):
             "init_args": self.my_init_kwargs,
             "trainer_name": self.__class__.__name__,
             "inference_allowed_mirroring_axes": self.inference_allowed_mirroring_axes,
-            CHECKPOINT_KEY: {"hyperparameters": hp.current_hyperparameters(self),
+            CHECKPOINT_KEY: {"hyperparameters": hp.current_hyperparameters(self), "code": provenance.code_version(),
                              "state": self.get_extra_checkpoint_state(), "rng": capture_rng_state()},
         }
         atomic_torch_save(checkpoint, filename)  # also removes leftovers of runs killed while writing it

@@ -168,6 +168,9 @@ def test_checkpoint_round_trip_restores_method_state(make_trainer):
     assert not [f for f in os.listdir(trainer.output_folder) if ".tmp" in f]  # written atomically
     saved = torch.load(ckpt, weights_only=False)
     assert saved["nnunet_scribble"]["hyperparameters"]["lam"] == 0.5
+    from nnunet_scribble import provenance
+    assert saved["nnunet_scribble"]["code"] == provenance.code_version()  # which code trained the model
+    assert not provenance.differs(saved["nnunet_scribble"]["code"])  # the code that runs now
 
     fresh = make_trainer(TwoTermTrainer, initialize=False)
     fresh.load_checkpoint(ckpt)
