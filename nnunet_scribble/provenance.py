@@ -32,11 +32,15 @@ def _git(repo: Path, *args: str, strip: bool = True) -> str | None:
     return done.stdout.strip() if strip else done.stdout
 
 
-def _changes_digest(package_dir: Path) -> str | None:
+def _untracked(package_dir: Path) -> list[str]:
+    """The package's untracked, not ignored files (paths relative to ``package_dir``)."""
+    return (_git(package_dir, "ls-files", "--others", "--exclude-standard", "--", str(package_dir)) or "").split()
+
+
+def _changes_digest(package_dir: Path, untracked: list[str]) -> str | None:
     """Digest of the package's uncommitted changes (``git diff HEAD`` of its tracked files plus the paths and bytes of
-    its untracked, not ignored files), None when there are none."""
+    its ``untracked`` files), None when there are none."""
     diff = _git(package_dir, "diff", "HEAD", "--", str(package_dir), strip=False) or ""
-    untracked = (_git(package_dir, "ls-files", "--others", "--exclude-standard", "--", str(package_dir)) or "").split()
     if not diff and not untracked:
         return None
     h = hashlib.sha256(diff.encode())
@@ -46,14 +50,22 @@ def _changes_digest(package_dir: Path) -> str | None:
     return h.hexdigest()[:16]
 
 
-def git_commit(package_dir: Path = PACKAGE_DIR) -> tuple[str | None, str | None]:
-    """Short commit of the checkout holding ``package_dir`` and a digest of the package's uncommitted changes (None
-    when there are none); ``(None, None)`` outside such a checkout."""
+def _checkout_state(package_dir: Path) -> tuple[str | None, str | None, list[str]]:
+    """Short commit, uncommitted-changes digest and untracked files of the checkout holding ``package_dir``;
+    ``(None, None, [])`` outside such a checkout."""
     package_dir = Path(package_dir).resolve()
     top = _git(package_dir, "rev-parse", "--show-toplevel")
     if not top or Path(top).resolve() != package_dir.parent:  # installed copy, or another project's repository
-        return None, None
-    return _git(package_dir, "rev-parse", "--short", "HEAD"), _changes_digest(package_dir)
+        return None, None, []
+    untracked = _untracked(package_dir)
+    return _git(package_dir, "rev-parse", "--short", "HEAD"), _changes_digest(package_dir, untracked), untracked
+
+
+def git_commit(package_dir: Path = PACKAGE_DIR) -> tuple[str | None, str | None]:
+    """Short commit of the checkout holding ``package_dir`` and a digest of the package's uncommitted changes (None
+    when there are none); ``(None, None)`` outside such a checkout."""
+    commit, changes, _ = _checkout_state(package_dir)
+    return commit, changes
 
 
 @functools.lru_cache(maxsize=None)
@@ -92,12 +104,11 @@ def differs(recorded: dict | None, package_dir: Path = PACKAGE_DIR) -> bool:
     if not recorded:
         return True
     package_dir = Path(package_dir).resolve()
-    commit, changes = git_commit(package_dir)
+    commit, changes, untracked = _checkout_state(package_dir)
     if recorded.get("dirty"):
         return not (recorded.get("commit") == commit and recorded.get("changes") and recorded["changes"] == changes)
     if recorded.get("commit") and commit:
-        if changes is not None and _git(package_dir, "ls-files", "--others", "--exclude-standard", "--",
-                                        str(package_dir)):
+        if untracked:
             return True  # new files the diff below does not see
         try:
             done = subprocess.run(["git", "-C", str(package_dir), "diff", "--quiet", recorded["commit"], "--",
