@@ -13,9 +13,12 @@ What is measured, for ``nnUNetTrainer`` first and then each trainer of ``-tr``, 
 - **step time**: wall time of ``trainer.train_step(batch)`` (forward, loss, backward, optimiser step; CUDA
   synchronised before and after) on one synthetic batch shaped like nnU-Net's loader output (``data`` plus one
   target per deep-supervision scale; ``--annotated`` of the voxels carry a random class, the rest the ignore label
-  when the dataset has one). Median over every timed step of every repetition, after ``--warmup`` steps. On CUDA
-  with nnU-Net's mixed precision and with ``torch.compile`` (nnU-Net's default on CUDA) unless ``--no_compile``;
-  compilation happens during the warm-up steps, give it enough.
+  when the dataset has one; plus the channels the trainer's augmentation workers append, computed before the timed
+  steps: MaCo's distance maps, CSPNet's pseudo label and maps). Median over every timed step of every repetition,
+  after ``--warmup`` steps. On CUDA with nnU-Net's mixed precision and with ``torch.compile`` (nnU-Net's default on
+  CUDA) unless ``--no_compile``; compilation happens during the warm-up steps, give it enough. A trainer that fails
+  is reported and left out of the table; ``--json`` is rewritten after every measurement, so a run stopped early
+  keeps what it measured.
 - **peak memory**: CUDA: ``torch.cuda.max_memory_allocated`` over the warm-up and timed steps (reset after the
   network and optimiser are built, so it is the training footprint: weights, gradients, optimiser state,
   activations). CPU: the increase of the process's peak resident set size (``resource.getrusage`` ``ru_maxrss``)
@@ -84,6 +87,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="timed batches of the training data loader (with -d; 0: skip; default: %(default)s)")
     p.add_argument("--no_compile", action="store_true",
                    help="set nnUNet_compile=false (nnU-Net compiles the network on CUDA by default)")
+    p.add_argument("--no_flops", action="store_true",
+                   help="skip the FLOP count (device-independent; under torch.compile it costs another compilation)")
     p.add_argument("--json", default=None, help="write the raw results to this file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -122,11 +127,37 @@ def synthetic_batch(trainer, annotated: float, seed: int = 0) -> dict:
     seg = torch.randint(0, len(lm.foreground_labels) + 1, (cm.batch_size, 1, *cm.patch_size), generator=g)
     if lm.ignore_label is not None:
         seg[torch.rand(seg.shape, generator=g) > annotated] = lm.ignore_label
+    seg = pipeline_channels(trainer, seg, g)
     if not trainer.enable_deep_supervision:
         return {"data": data, "target": seg}
-    targets = [torch.nn.functional.interpolate(seg.float(), scale_factor=s, mode="nearest-exact").long()
+    dtype = seg.dtype if seg.shape[1] == 1 else torch.float32  # extra channels arrive as float, like the loader's
+    targets = [torch.nn.functional.interpolate(seg.float(), scale_factor=s, mode="nearest-exact").to(dtype)
                for s in trainer._get_deep_supervision_scales()]
     return {"data": data, "target": targets}
+
+
+def pipeline_channels(trainer, seg, generator):
+    """``seg`` with the channels the trainer's data pipeline appends (distance maps, CSPNet's pseudo label and maps).
+
+    In training the augmentation workers compute them (``extra_target_transforms``, timed in the data-pipeline
+    column); a batch without them would make MaCo and CSPNet compute them inside ``train_step`` on the CPU (their
+    fallback for such batches), which is not what training does. They are computed here once, before the timed
+    steps. CSPNet's stage 2 reads ``[scribble, pseudo label]``: a dense random pseudo label stands in.
+    """
+    import torch
+
+    transforms = trainer.extra_target_transforms() if hasattr(trainer, "extra_target_transforms") else []
+    if not transforms:
+        return seg
+    if hasattr(trainer, "pseudo_label_folder_path"):  # CSPNet
+        dense = torch.randint(0, len(trainer.label_manager.foreground_labels) + 1, seg.shape, generator=generator)
+        seg = torch.cat([seg, dense], 1)
+    out = []
+    for sample in seg:
+        for t in transforms:
+            sample = t(segmentation=sample)["segmentation"]
+        out.append(sample)
+    return torch.stack(out)
 
 
 def _rss_kib() -> int:
@@ -246,7 +277,12 @@ def worker(args: argparse.Namespace) -> dict:
         trainer.initialize()
         batch = synthetic_batch(trainer, args.annotated)
         step_times, peak_mib = time_steps(trainer, batch, args.warmup, args.steps, device)
-        flops = count_flops(trainer, batch)
+        try:
+            flops = float("nan") if args.no_flops else count_flops(trainer, batch)
+        except Exception as e:  # e.g. FlopCounterMode inside a compiled graph: keep the timings
+            flops, flops_error = float("nan"), f"{type(e).__name__}: {e}"
+        else:
+            flops_error = None
         data, data_error = [], None
         if args.dataset_id is not None and args.data_batches:
             try:
@@ -255,7 +291,7 @@ def worker(args: argparse.Namespace) -> dict:
                 data_error = f"{type(e).__name__}: {e}"
         inference = time_inference(trainer, args, device) if args.inference_reps > 0 else []
     return {"trainer": args.worker, "step_s": step_times, "peak_mib": peak_mib, "inference_s": inference,
-            "flops": flops, "data_s": data, "data_error": data_error,
+            "flops": flops, "flops_error": flops_error, "data_s": data, "data_error": data_error,
             "patch_size": list(trainer.configuration_manager.patch_size),
             "batch_size": trainer.configuration_manager.batch_size,
             "parameters": sum(p.numel() for p in trainer.network.parameters())}
@@ -312,11 +348,25 @@ def main(argv: list[str] | None = None) -> None:
         return
     trainers = [REFERENCE] + [t for t in args.trainers if t != REFERENCE]
     results: dict[str, list[dict]] = {t: [] for t in trainers}
+    errors: dict[str, str] = {}
     for rep in range(args.reps):
         for t in trainers:
-            results[t].append(run_worker(argv, t, args.no_compile))
-            print(f"rep {rep + 1}/{args.reps} {t}: step {1000 * statistics.median(results[t][-1]['step_s']):.1f} ms",
-                  flush=True)
+            if t in errors:
+                continue
+            try:
+                results[t].append(run_worker(argv, t, args.no_compile))
+            except RuntimeError as e:  # one trainer failing (a CUDA-only bug, say) must not lose the others
+                errors[t] = str(e)
+                print(f"rep {rep + 1}/{args.reps} {t}: FAILED\n{e}", flush=True)
+            else:
+                print(f"rep {rep + 1}/{args.reps} {t}: step "
+                      f"{1000 * statistics.median(results[t][-1]['step_s']):.1f} ms", flush=True)
+            if args.json:  # after every worker, so that a run stopped early keeps what it measured
+                Path(args.json).write_text(json.dumps({"args": vars(args), "runs": results, "errors": errors},
+                                                      indent=1))
+    results = {t: runs for t, runs in results.items() if runs}
+    if REFERENCE not in results:
+        raise SystemExit(f"{REFERENCE} failed, no ratios to report:\n{errors.get(REFERENCE, '')}")
     summary = summarise(results)
     first = results[REFERENCE][0]
     print(f"\n{'tiny %dD plans' % args.tiny if args.tiny else f'Dataset {args.dataset_id} {args.plans}'} "
@@ -327,8 +377,15 @@ def main(argv: list[str] | None = None) -> None:
     for t, runs in results.items():
         if runs[0].get("data_error"):
             print(f"\n{t}: data pipeline not measured: {runs[0]['data_error']}")
+        if runs[0].get("flops_error"):
+            print(f"\n{t}: FLOPs not counted: {runs[0]['flops_error']}")
+    for t in errors:
+        print(f"\n{t}: FAILED, not in the table (error above)")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "summary": summary, "runs": results}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "summary": summary, "runs": results,
+                                               "errors": errors}, indent=1))
+    if errors:
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

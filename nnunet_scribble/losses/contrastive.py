@@ -71,6 +71,11 @@ def sample_anchors(embeddings: torch.Tensor, labels: torch.Tensor, predictions: 
     it uses only pairs with more than ``max_per_class`` voxels (so it never runs short); here small structures and
     small patches keep their anchors.
 
+    Batched: one sort of the batch's labelled voxels by (image, class, hard/easy, random key) replaces the loop over
+    pairs, which on a GPU cost two host synchronisations and about 15 kernel launches per pair (ACDC 2d, batch 56:
+    ~220 pairs; 2352 synchronising calls per step with the class means, 17 now). Output order as before: image by
+    image, class by class, hard anchors first, random order within.
+
     Args:
         embeddings: ``(B, D, *spatial)`` embeddings.
         labels: ``(B, *spatial)`` confirmed labels, ``-1`` for unused voxels (:func:`confirmed_pseudo_labels`).
@@ -84,26 +89,37 @@ def sample_anchors(embeddings: torch.Tensor, labels: torch.Tensor, predictions: 
     """
     b, d = embeddings.shape[:2]
     flat_emb = embeddings.flatten(2)
-    flat_lab, flat_pred = labels.reshape(b, -1), predictions.reshape(b, -1)
-    pairs = [(i, int(c)) for i in range(b) for c in torch.unique(flat_lab[i]) if c >= 0]
-    if not pairs:
+    flat_lab, flat_pred = labels.reshape(b, -1).long(), predictions.reshape(b, -1)
+    n_vox, device = flat_lab.shape[1], flat_lab.device
+    valid = flat_lab >= 0
+    num_classes = int(flat_lab.max()) + 1 if flat_lab.numel() else 0  # one synchronisation
+    if num_classes <= 0:
         empty = embeddings.new_zeros((0, d))
-        return empty, labels.new_zeros(0), torch.zeros(0, dtype=torch.bool, device=labels.device)
-    n_view = min(max_anchors // len(pairs), max_per_class)
-    rows, classes, hard_flags = [], [], []
-    for i, c in pairs:
-        is_c = flat_lab[i] == c
-        hard = torch.nonzero(is_c & (flat_pred[i] != c))[:, 0]
-        easy = torch.nonzero(is_c & (flat_pred[i] == c))[:, 0]
-        n_hard = min(hard.numel(), max(n_view // 2, n_view - easy.numel()))
-        n_easy = min(easy.numel(), n_view - n_hard)
-        hard = hard[torch.randperm(hard.numel(), generator=generator)[:n_hard].to(hard.device)]
-        easy = easy[torch.randperm(easy.numel(), generator=generator)[:n_easy].to(easy.device)]
-        chosen = torch.cat([hard, easy])
-        rows.append(flat_emb[i][:, chosen].T)
-        classes.append(torch.full((chosen.numel(),), c, dtype=torch.long, device=labels.device))
-        hard_flags.append(torch.arange(chosen.numel(), device=labels.device) < n_hard)
-    return torch.cat(rows), torch.cat(classes), torch.cat(hard_flags)
+        return empty, labels.new_zeros(0), torch.zeros(0, dtype=torch.bool, device=device)
+    # group of every labelled voxel: (image, class, kind), kind 0 = hard, 1 = easy; in that order in the output
+    kind = (flat_pred == flat_lab).long()
+    image = torch.arange(b, device=device)[:, None]
+    group = ((image * num_classes + flat_lab.clamp_min(0)) * 2 + kind).reshape(-1)
+    valid = valid.reshape(-1)
+    counts = torch.bincount(group[valid], minlength=b * num_classes * 2).reshape(b, num_classes, 2)
+    n_hard_avail, n_easy_avail = counts[..., 0], counts[..., 1]
+    n_pairs = int((counts.sum(-1) > 0).sum())  # (image, class) pairs with a labelled voxel
+    n_view = min(max_anchors // n_pairs, max_per_class)
+    n_hard = torch.minimum(n_hard_avail, torch.clamp(n_view - n_easy_avail, min=n_view // 2))
+    n_easy = torch.minimum(n_easy_avail, n_view - n_hard)
+    quota = torch.stack([n_hard, n_easy], -1).reshape(-1)
+    # a random order within each group: sort by group, then by a uniform key; keep the first `quota` of each group
+    noise = torch.rand(b * n_vox, generator=generator, dtype=torch.float64).to(device) if generator is not None \
+        else torch.rand(b * n_vox, device=device, dtype=torch.float64)
+    key = torch.where(valid, group.double() + 0.5 * noise, torch.full_like(noise, math.inf))  # never reaches g + 1
+    order = torch.argsort(key)[: int(counts.sum())]
+    sorted_group = group[order]
+    starts = torch.cumsum(counts.reshape(-1), 0) - counts.reshape(-1)
+    rank = torch.arange(order.numel(), device=device) - starts[sorted_group]
+    keep = rank < quota[sorted_group]
+    chosen, chosen_group = order[keep], sorted_group[keep]
+    rows = flat_emb[chosen // n_vox, :, chosen % n_vox]  # (N, D)
+    return rows, (chosen_group // 2) % num_classes, chosen_group % 2 == 0
 
 
 def queue_contrastive_loss(anchors: torch.Tensor, anchor_labels: torch.Tensor, bank: torch.Tensor,
@@ -147,14 +163,16 @@ def class_mean_embeddings(embeddings: torch.Tensor, labels: torch.Tensor) -> tup
         ``(M, D)`` means and ``(M,)`` classes, image by image, classes in increasing order.
     """
     b, d = embeddings.shape[:2]
-    flat_emb, flat_lab = embeddings.detach().flatten(2).float(), labels.reshape(b, -1)
-    means, classes = [], []
-    for i in range(b):
-        for c in torch.unique(flat_lab[i]):
-            if c < 0:
-                continue
-            means.append(flat_emb[i][:, flat_lab[i] == c].mean(1))
-            classes.append(c.long())
-    if not means:
+    flat_emb, flat_lab = embeddings.detach().flatten(2).float(), labels.reshape(b, -1).long()
+    num_classes = int(flat_lab.max()) + 1 if flat_lab.numel() else 0  # one synchronisation
+    if num_classes <= 0:
         return embeddings.new_zeros((0, d)), labels.new_zeros(0, dtype=torch.long)
-    return F.normalize(torch.stack(means), dim=1), torch.stack(classes)
+    # per-class sums as one batched product with the one-hot labels (no loop over images and classes)
+    with torch.autocast(device_type=flat_emb.device.type, enabled=False):
+        onehot = F.one_hot(flat_lab.clamp_min(0), num_classes).float() * (flat_lab >= 0)[..., None].float()
+        sums = torch.bmm(flat_emb, onehot)  # (B, D, K)
+        counts = onehot.sum(1)  # (B, K)
+    present = counts > 0
+    means = (sums / counts.clamp_min(1)[:, None]).transpose(1, 2)[present]  # image by image, classes increasing
+    classes = torch.arange(num_classes, device=flat_lab.device).expand(b, num_classes)[present]
+    return F.normalize(means, dim=1), classes

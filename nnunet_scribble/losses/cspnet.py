@@ -10,6 +10,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+#: Attention entries (batch x N x N, float32) of one batched LoRM product: 2^26 = 256 MiB.
+LORM_CHUNK_ELEMENTS = 2 ** 26
+
 
 def _squeeze_channel(t: torch.Tensor, logits: torch.Tensor, name: str) -> torch.Tensor:
     """``(B, 1, *spatial)`` -> ``(B, *spatial)``; checks that the result matches ``logits``' batch and grid."""
@@ -120,8 +123,10 @@ def lorm_loss(features: torch.Tensor, query: torch.Tensor, key: torch.Tensor, fg
       every background feature towards 0; here background positions enter only as (masked) keys.
 
     As in the reference nothing is detached: the loss trains the features, the projections and ``delta``.
-    Computed in float32 with autocast disabled. Memory is ``O(N^2)`` per sample; the samples are processed one at
-    a time to bound it (choose the feature stage with :func:`nnunet_scribble.networks.lorm.lorm_stage`).
+    Computed in float32 with autocast disabled. Memory is ``O(N^2)`` per sample: the samples go through batched
+    products in chunks of at most :data:`LORM_CHUNK_ELEMENTS` attention entries (ACDC 2d, 896 tokens: the whole
+    batch of 56 in one product; one product per sample launched 56 times the kernels), which bounds the memory
+    (choose the feature stage with :func:`nnunet_scribble.networks.lorm.lorm_stage`).
 
     Args:
         features: ``(B, C, *spatial)`` feature map ``F^S``.
@@ -148,8 +153,12 @@ def lorm_loss(features: torch.Tensor, query: torch.Tensor, key: torch.Tensor, fg
         m = fg_mask.flatten(1).to(feats.dtype)  # (B, N)
         d = delta.float()
         error = feats.new_zeros(())
-        for b in range(batch):
-            attention = torch.softmax(q[b].transpose(0, 1) @ k[b], dim=1) * m[b][None]  # (N query, N key), A'
-            rectified = d * (feats[b] @ attention.transpose(0, 1))  # (C, N): F^_i = delta * sum_j A'_ij F_j
-            error = error + ((feats[b] - rectified).square() * m[b][None]).sum()
+        n = feats.shape[2]
+        chunk = max(1, LORM_CHUNK_ELEMENTS // (n * n))  # samples per batched product
+        for start in range(0, batch, chunk):
+            f, mb = feats[start:start + chunk], m[start:start + chunk]
+            qb, kb = q[start:start + chunk], k[start:start + chunk]
+            attention = torch.softmax(qb.transpose(1, 2) @ kb, dim=2) * mb[:, None, :]  # (b, N query, N key), A'
+            rectified = d * (f @ attention.transpose(1, 2))  # (b, C, N): F^_i = delta * sum_j A'_ij F_j
+            error = error + ((f - rectified).square() * mb[:, None, :]).sum()
         return error / (m.sum() * channels).clamp_min(1)

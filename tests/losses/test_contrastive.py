@@ -92,3 +92,79 @@ def test_threshold_ramp_and_class_means():
     assert classes.tolist() == [0, 1]  # background is kept
     # class 0: mean of (3, 0) and (1, 1) = (2, 0.5), normalised by sqrt(4.25)
     assert torch.allclose(means, torch.tensor([[0.9701425, 0.2425356], [0.0, 1.0]]))
+
+
+def _expected_anchor_counts(labels, predictions, max_anchors, max_per_class):
+    """The sampling rule written as the loop over (image, class) pairs it describes: {(i, c): (hard, easy)}."""
+    b = labels.shape[0]
+    lab, pred = labels.reshape(b, -1), predictions.reshape(b, -1)
+    pairs = [(i, int(c)) for i in range(b) for c in torch.unique(lab[i]) if c >= 0]
+    n_view = min(max_anchors // len(pairs), max_per_class)
+    out = {}
+    for i, c in pairs:
+        hard = int(((lab[i] == c) & (pred[i] != c)).sum())
+        easy = int(((lab[i] == c) & (pred[i] == c)).sum())
+        n_hard = min(hard, max(n_view // 2, n_view - easy))
+        out[(i, c)] = (n_hard, min(easy, n_view - n_hard))
+    return out
+
+
+@pytest.mark.parametrize("shape", [(6, 12, 10), (3, 4, 5, 6)])
+def test_vectorised_anchor_sampling_follows_the_pair_rule(shape):
+    """Random labels/predictions, 2D and 3D: per (image, class) the hard and easy counts are the rule's, every
+    anchor is its own voxel's embedding, output ordered image by image, class by class, hard before easy."""
+    g = torch.Generator().manual_seed(4)
+    labels = torch.randint(-1, 4, shape, generator=g)
+    labels[0] = -1  # an image without labelled voxels
+    predictions = torch.randint(0, 4, shape, generator=g)
+    b, n = shape[0], math.prod(shape[1:])
+    emb = torch.stack([torch.arange(b * n, dtype=torch.float64).reshape(shape), torch.randn(shape)], 1)
+    for max_anchors, max_per_class in ((1024, 100), (40, 100), (1024, 7), (10, 3)):
+        anchors, cls, hard = sample_anchors(emb, labels, predictions, max_anchors, max_per_class, generator=g)
+        expected = _expected_anchor_counts(labels, predictions, max_anchors, max_per_class)
+        got = {}
+        index = anchors[:, 0].long()
+        image, voxel = index // n, index % n
+        assert torch.equal(cls, labels.reshape(b, -1)[image, voxel])
+        assert torch.equal(hard, predictions.reshape(b, -1)[image, voxel] != cls)
+        assert torch.equal(anchors[:, 1], emb[:, 1].reshape(b, -1)[image, voxel])
+        assert len(set(index.tolist())) == len(index)  # without replacement
+        for i, c, h in zip(image.tolist(), cls.tolist(), hard.tolist()):
+            counts = got.setdefault((i, c), [0, 0])
+            counts[0 if h else 1] += 1
+        assert {k: tuple(v) for k, v in got.items()} == {k: v for k, v in expected.items() if sum(v)}
+        order = (image * 4 + cls) * 2 + (~hard).long()
+        assert torch.equal(order, torch.sort(order).values)
+
+
+def test_anchor_sampling_is_uniform_within_a_group():
+    """Each of 10 candidate voxels is drawn about equally often when 4 of them are kept (2000 draws)."""
+    labels = torch.full((1, 1, 20), -1)
+    labels[0, 0, :10] = 1
+    emb = torch.arange(20, dtype=torch.float).reshape(1, 1, 1, 20)
+    g = torch.Generator().manual_seed(5)
+    hits = torch.zeros(20)
+    for _ in range(2000):
+        anchors, _, _ = sample_anchors(emb, labels, labels, max_anchors=1024, max_per_class=4, generator=g)
+        hits[anchors[:, 0].long()] += 1
+    assert hits[10:].sum() == 0 and hits[:10].sum() == 8000
+    assert (hits[:10] - 800).abs().max() < 100  # binomial sd sqrt(2000 * 0.4 * 0.6) = 22
+
+
+def test_vectorised_class_means_equal_the_per_class_means():
+    g = torch.Generator().manual_seed(6)
+    emb = torch.randn(4, 5, 6, 7, generator=g)
+    labels = torch.randint(-1, 5, (4, 6, 7), generator=g)
+    labels[1] = -1
+    labels[2][labels[2] == 3] = -1  # class 3 absent in image 2
+    means, classes = class_mean_embeddings(emb, labels)
+    expected_means, expected_classes = [], []
+    for i in range(4):
+        for c in range(5):
+            sel = labels[i] == c
+            if sel.any():
+                expected_means.append(torch.nn.functional.normalize(emb[i][:, sel].mean(1), dim=0))
+                expected_classes.append(c)
+    assert classes.tolist() == expected_classes
+    assert torch.allclose(means, torch.stack(expected_means), atol=1e-6)
+    assert class_mean_embeddings(emb, torch.full((4, 6, 7), -1))[0].shape == (0, 5)

@@ -183,3 +183,17 @@ def test_lorm_3d_matches_the_loops_and_gradient_reaches_everything():
         lorm_loss(f, q, k[..., :2], fg, delta)
     with pytest.raises(ValueError, match="fg_mask"):
         lorm_loss(f, q, k, fg[..., :2], delta)
+
+
+def test_lorm_chunked_batches_equal_one_product(monkeypatch):
+    """The batched products are split into chunks to bound memory; the chunking never changes the loss."""
+    import nnunet_scribble.losses.cspnet as cspnet
+
+    torch.manual_seed(3)
+    f, q, k = torch.randn(5, 3, 4, 4), torch.randn(5, 2, 4, 4), torch.randn(5, 2, 4, 4)
+    fg, delta = torch.rand(5, 4, 4) > 0.5, torch.tensor(0.8)
+    whole = lorm_loss(f, q, k, fg, delta)
+    assert whole.item() == pytest.approx(_lorm_by_loops(f, q, k, fg, delta).item(), rel=1e-5)
+    for per_chunk in (1, 2, 3):  # 16 tokens: 256 entries per sample
+        monkeypatch.setattr(cspnet, "LORM_CHUNK_ELEMENTS", per_chunk * 256)
+        assert lorm_loss(f, q, k, fg, delta).item() == pytest.approx(whole.item(), rel=1e-6)
