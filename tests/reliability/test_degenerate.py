@@ -26,8 +26,8 @@ ONE_CLASS = {"background": 0, "tumour": 1, "ignore": 2}
 
 
 def build(nnunet_dirs, name: str, dim: int = 2, labels: dict | None = None, patch: list[int] | None = None,
-          spacing: list[float] | None = None):
-    """An initialised trainer on CPU for the tiny plans, with optional labels, patch size and spacing."""
+          spacing: list[float] | None = None, device: str = "cpu"):
+    """An initialised trainer (CPU unless ``device``) for the tiny plans, with optional labels, patch and spacing."""
     plans = tiny_plans(dim)
     config = next(iter(plans["configurations"]))
     cfg = plans["configurations"][config]
@@ -40,7 +40,7 @@ def build(nnunet_dirs, name: str, dim: int = 2, labels: dict | None = None, patc
     (data_dir / "dummy.b2nd").touch()
     dataset_json = {"channel_names": {"0": "MRI"}, "labels": dict(labels or FOUR_CLASSES), "numTraining": 4,
                     "file_ending": ".nii.gz"}
-    trainer = getattr(trainers, name)(plans, config, 0, dataset_json, torch.device("cpu"))
+    trainer = getattr(trainers, name)(plans, config, 0, dataset_json, torch.device(device))
     trainer.initialize()
     if hasattr(trainer, "iteration"):
         trainer.iteration = 5000  # PCLMix: contrast on
@@ -170,3 +170,23 @@ def test_class_never_annotated_in_the_dataset_is_announced(nnunet_dirs, capsys):
         json.dump([{"train": ["case_0", "case_1"], "val": ["case_2", "case_3"]}], f)
     assert trainer.warn_about_unannotated_classes() == {2: "MYO", 3: "LV"}
     assert "'MYO' (label 2), 'LV' (label 3) are not annotated" in capsys.readouterr().out
+
+
+@pytest.mark.needs_cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize("name", TRAINERS)
+def test_cuda_mixed_precision_steps(nnunet_dirs, monkeypatch, name, compiled):
+    """On a GPU, as nnU-Net trains there: float16 autocast with its GradScaler, eager and under ``torch.compile``.
+
+    Batches without the pipeline's extra channels (MaCo and CSPNet then compute them in the step, their fallback);
+    four steps (the GradScaler may skip the first ones), finite losses, terms and parameters, and parameters move.
+    """
+    monkeypatch.setenv("nnUNet_compile", "true" if compiled else "false")
+    trainer = build(nnunet_dirs, name, device="cuda")
+    assert trainer.device.type == "cuda" and trainer.grad_scaler is not None
+    before = [p.detach().clone() for p in unwrap_network(trainer.network).parameters()]
+    steps_are_finite(trainer, [batch_from_labels(trainer, random_scribbles(trainer, [0, 1, 2, 3], 0.2, s), seed=s)
+                               for s in range(4)])
+    after = list(unwrap_network(trainer.network).parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(after, before))
