@@ -65,3 +65,34 @@ def test_synthetic_batch_carries_the_pipeline_channels_so_the_step_never_compute
             monkeypatch.setattr(cls, fallback, refuse)
         out = trainer.train_step(batch)
         assert math.isfinite(float(out["loss"]))
+
+
+def test_stand_in_pseudo_labels_spread_each_scribble_to_its_nearest_voxels(tmp_path):
+    """CSPNet's data pipeline is timed without stage 1: every voxel takes its nearest scribble's label."""
+    import types
+
+    import numpy as np
+
+    from nnunet_scribble.cspnet import stage1
+
+    cases = {"a": np.array([[[[1, 4, 4, 2, 2, 4]]]], dtype=np.int16),  # ignore label 4
+             "b": np.full((1, 1, 1, 3), 4, dtype=np.int16),  # nothing annotated: background
+             "c": np.array([[[[0, 4, 3]]]], dtype=np.int16)}  # not a training case: no file
+
+    class NumpyDataset:  # the loader's interface: load_case(key) -> (data, seg, seg_prev, properties)
+        def __init__(self, folder):
+            self.folder = folder
+
+        def load_case(self, key):
+            return None, cases[key], None, {}
+
+    trainer = types.SimpleNamespace(dataset_class=NumpyDataset, preprocessed_dataset_folder=str(tmp_path),
+                                    label_manager=types.SimpleNamespace(ignore_label=4),
+                                    do_split=lambda: (["a", "b"], ["c"]))
+    folder = tmp_path / "pseudo"
+    _module().write_stand_in_pseudo_labels(trainer, str(folder))
+    assert sorted(p.name for p in folder.iterdir()) == ["a.npy", "b.npy"]
+    a = stage1.load_label(str(folder / "a"), NumpyDataset)
+    assert a.shape == (1, 1, 6) and a.dtype == np.int8  # no channel axis, int8: as stage 1 writes them
+    assert a.ravel().tolist() == [1, 1, 2, 2, 2, 2]
+    assert stage1.load_label(str(folder / "b"), NumpyDataset).ravel().tolist() == [0, 0, 0]
