@@ -99,3 +99,21 @@ def test_checkpoint_keeps_queue_and_iteration_and_loads_for_inference(make_train
     trainer.set_deep_supervision_enabled(False)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), trainer.network.eval()(x))
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_one_pass_over_concatenated_batches_equals_separate_passes(make_trainer, dim):
+    """compute_loss_terms sends both mixed batches through the network as one batch [x12; x21]; that equals two
+    passes because every layer works per sample (instance/layer norms, no dropout), in training mode included."""
+    trainer = make_trainer(nnUNetTrainerPCLMix, dim=dim)
+    net = trainer.network
+    net.train()
+    torch.manual_seed(0)
+    x = torch.randn(2 * trainer.configuration_manager.batch_size, 1, *trainer.configuration_manager.patch_size)
+    b = x.shape[0] // 2
+    with torch.no_grad():
+        joint, first, second = net(x), net(x[:b]), net(x[b:])
+    for j, (f, r) in ((joint.main, (first.main, second.main)), (joint.aux[0], (first.aux[0], second.aux[0])),
+                      ([joint.embeddings], ([first.embeddings], [second.embeddings]))):
+        for scale, fs, rs in zip(j, f, r):
+            torch.testing.assert_close(scale, torch.cat([fs, rs]), rtol=1e-4, atol=1e-5)
