@@ -113,7 +113,9 @@ def test_one_pass_over_concatenated_batches_equals_separate_passes(make_trainer,
     b = x.shape[0] // 2
     with torch.no_grad():
         joint, first, second = net(x), net(x[:b]), net(x[b:])
-    for j, (f, r) in ((joint.main, (first.main, second.main)), (joint.aux[0], (first.aux[0], second.aux[0])),
-                      ([joint.embeddings], ([first.embeddings], [second.embeddings]))):
-        for scale, fs, rs in zip(j, f, r):
-            torch.testing.assert_close(scale, torch.cat([fs, rs]), rtol=1e-4, atol=1e-5)
+    def scales(output):  # one tensor per deep-supervision scale, or the tensor itself
+        return output if isinstance(output, (list, tuple)) else [output]
+
+    for part in (lambda o: o.main, lambda o: o.aux[0], lambda o: o.embeddings):
+        for j, f, r in zip(*(scales(part(o)) for o in (joint, first, second))):
+            torch.testing.assert_close(j, torch.cat([f, r]), rtol=1e-4, atol=1e-5)
