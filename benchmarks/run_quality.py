@@ -184,6 +184,7 @@ def run_trainer(args, trainer: str, raw_dir: Path, dataset_id: int, env: dict, o
     summary["model_code"] = code
     summary.update(train_seconds=train_s, train_seconds_source=train_source, predict_seconds=predict_s,
                    model_folder=str(fold_dir), held_out=what, dataset=raw_dir.name, run=run,
+                   preset=args.preset, schedule=schedule,
                    hparams=json.loads(hparams) if hparams else {}, label=label)
     summary_json.write_text(json.dumps(summary, indent=2))
     return bm.TrainerResult(trainer, summary, train_s, predict_s, raw_dir.name, run=run, label=label)

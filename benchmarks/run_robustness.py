@@ -20,6 +20,16 @@ Derived datasets get IDs ``--id_base + 1..7`` (shrink30, shrink50, drop30, drop5
 created once and reused; an ID taken by any other dataset is refused. Trainers that are not scribble trainers
 (``nnUNetTrainerFullySupervised``) learn from the dense labels, which no condition changes: they run under ``full``
 only. Per-condition results (``results.md``, ``summary_<trainer>.json``, ...) go to ``<output>/<condition>/``.
+
+``--full_from FOLDER`` takes the ``full`` cell from an earlier ``run_quality.py`` output of the source dataset (or an
+earlier robustness run's ``<output>/full``) instead of training it again, so a condition can be added on a machine
+that no longer has the ``full`` models:
+
+    python benchmarks/run_robustness.py -d 27 -c 2d -f 0 --preset cpu -tr nnUNetTrainerPCLMix \\
+        --conditions shrink30 --full_from benchmarks/results/Dataset027_ACDCScribble_2d_fold0_cpu
+
+Its summaries must match this run's dataset, configuration, fold, preset, hyperparameters and (where the summary
+records it) schedule; they are copied to ``<output>/full/`` and the table names where they came from.
 """
 from __future__ import annotations
 
@@ -73,6 +83,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--output", default=None, help="results folder")
     p.add_argument("--reuse", action="store_true",
                    help="passed to run_quality.py: skip training when checkpoint_final.pth exists")
+    p.add_argument("--full_from", default=None, metavar="FOLDER",
+                   help="take the 'full' cell from the summary_<trainer>.json files run_quality.py wrote into "
+                        "FOLDER (same dataset, configuration, fold, preset and schedule; checked) instead of "
+                        "training it again")
     p.add_argument("--repeats", type=int, default=1,
                    help="independent trainings per cell (passed to run_quality.py, whose repeat k trains into "
                         "$nnUNet_results/repeat_k): each cell is their mean, and a second table lists every run "
@@ -94,14 +108,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def dense_twin(args, source: Path) -> tuple[int, str]:
+    """ID and folder name of the source's dense twin (as :func:`bm.make_dense_twin` names it)."""
+    twin_id = args.dense_dataset_id or bm.default_twin_id(args.dataset_id)
+    return twin_id, f"Dataset{twin_id:03d}_{source.name.split('_', 1)[1]}Dense"
+
+
 def plan_datasets(args, source: Path, roots: list[str]) -> dict[str, tuple[int, str, Path | None]]:
     """Per derived condition: (ID, folder name, existing raw folder or None). Checks every ID before any work.
 
     Raises:
         DatasetIdConflict: if an ID is taken by another dataset, or an existing one was derived differently.
     """
-    twin_id = args.dense_dataset_id or bm.default_twin_id(args.dataset_id)
-    twin_name = f"Dataset{twin_id:03d}_{source.name.split('_', 1)[1]}Dense"  # as bm.make_dense_twin names it
+    twin_id, twin_name = dense_twin(args, source)
     if any(c.is_simulated for c in args.condition_list):
         rb.find_existing(twin_id, twin_name, roots)
     planned = {}
@@ -227,6 +246,62 @@ def run_condition(args, condition: rb.Condition, dataset_id: int, trainers: list
     return summaries
 
 
+def load_full_cell(args, folder: Path, source: Path, trainers: list[str], env: dict) -> dict[str, list[dict]]:
+    """The ``full`` cell from ``run_quality.py`` summaries in ``folder`` instead of training it; ``{trainer: runs}``.
+
+    Every trainer needs ``--repeats`` summaries, each made on the source dataset (the dense twin for non-scribble
+    trainers) by a model of this configuration, fold and preset's plans, with this run's hyperparameter overrides and,
+    where the summary records one (run_quality.py since this option exists), this run's schedule.
+
+    Raises:
+        FileNotFoundError: a summary is missing.
+        ValueError: naming the summary, the value and what was expected.
+    """
+    preset = pipeline.PRESETS[args.preset]
+    plans_id = preset.plans_identifier
+    schedule = {**preset.schedule, **json.loads(args.schedule or "{}")}
+    hparams = json.loads(env.get(pipeline.HPARAMS_ENV) or "{}")
+    summaries = {}
+    for t in trainers:
+        dataset = source.name if bm.is_scribble_trainer(t) else dense_twin(args, source)[1]
+        summaries[t] = []
+        for run in range(args.repeats):
+            f = folder / bm.summary_file_name(t, run)
+            if not f.is_file():
+                raise FileNotFoundError(f"{f} not found; --full_from needs run_quality.py's summary of {t} "
+                                        f"(run {run} of --repeats {args.repeats}) on {dataset}")
+            s = json.loads(f.read_text())
+            model = Path(s.get("model_folder") or "")
+            checks = [("dataset", s.get("dataset"), dataset),
+                      ("model folder", f"{model.parent.name}/{model.name}",
+                       f"{t}__{plans_id}__{args.configuration}/fold_{args.fold}"),
+                      ("hyperparameter overrides", s.get("hparams") or {}, hparams)]
+            if s.get("reused_model_differs"):
+                raise ValueError(f"{f}: its model was trained with other hyperparameters than {t} uses now "
+                                 f"({format_differences(s['reused_model_differs'])}); expected a current model")
+            if "schedule" in s:
+                checks.append(("schedule", s["schedule"], schedule))
+            else:
+                print(f"    note: {f} records no schedule (written before run_quality.py recorded it); "
+                      f"assuming {schedule or 'nnU-Net schedule'}", flush=True)
+            for what, got, want in checks:
+                if got != want:
+                    raise ValueError(f"{f}: {what} is {got!r}, expected {want!r} for -d {args.dataset_id} "
+                                     f"-c {args.configuration} -f {args.fold} --preset {args.preset}")
+            summaries[t].append(s)
+    return summaries
+
+
+def copy_summaries(src: Path, dst: Path, trainers: list[str], repeats: int) -> None:
+    """Copy the ``summary_<trainer>[_repeat<k>].json`` files from ``src`` to ``dst`` (nothing when they are one)."""
+    dst.mkdir(parents=True, exist_ok=True)
+    if src.resolve() == dst.resolve():
+        return
+    for t in trainers:
+        for run in range(repeats):
+            shutil.copy2(src / bm.summary_file_name(t, run), dst / bm.summary_file_name(t, run))
+
+
 def annotated_percent(raw: Path) -> float | None:
     """Share of annotated (not ignore) training voxels in %, None when the dataset has no labelsTr_dense."""
     if not (raw / "labelsTr_dense").is_dir():
@@ -253,6 +328,12 @@ def main(argv=None) -> int:
         sys.exit(f"none of {args.trainers} is a scribble trainer; the robustness benchmark needs at least one")
     out = Path(args.output or Path(__file__).parent / "results" /
                f"robustness_{source.name}_{args.configuration}_fold{args.fold}_{args.preset}")
+    full_from = Path(args.full_from) if args.full_from else None
+    if full_from is not None:  # checked before any work
+        try:
+            full_cell = load_full_cell(args, full_from, source, args.trainers, env)
+        except (FileNotFoundError, ValueError) as e:
+            sys.exit(f"error: --full_from: {e}")
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     print(f"Conditions: {', '.join(c.name for c in args.condition_list)}; log: {log}", flush=True)
@@ -282,8 +363,13 @@ def main(argv=None) -> int:
     summaries: dict[str, dict[str, list[dict]]] = {}
     for c in args.condition_list:
         trainers = args.trainers if c.kind == "full" else scribble_trainers
-        print(f"[{time.strftime('%H:%M:%S')}] {c.name}: run_quality.py on {datasets[c.name][1].name}", flush=True)
-        summaries[c.name] = run_condition(args, c, datasets[c.name][0], trainers, env, out, log)
+        if c.kind == "full" and full_from is not None:
+            print(f"[{time.strftime('%H:%M:%S')}] full: taken from {full_from}", flush=True)
+            summaries[c.name] = full_cell
+            copy_summaries(full_from, out / c.name, args.trainers, args.repeats)
+        else:
+            print(f"[{time.strftime('%H:%M:%S')}] {c.name}: run_quality.py on {datasets[c.name][1].name}", flush=True)
+            summaries[c.name] = run_condition(args, c, datasets[c.name][0], trainers, env, out, log)
         for t, runs in summaries[c.name].items():
             print(f"    {t}: mean Dice {' / '.join(f'{rb.mean_dice(s):.4f}' for s in runs)}", flush=True)
     cases = {c: rb.held_out_cases(s) for c, per in summaries.items() for runs in per.values() for s in runs}
@@ -323,6 +409,11 @@ def main(argv=None) -> int:
                   for c, per in summaries.items() for t, runs in per.items() for run, s in enumerate(runs)
                   if (code := s.get("reused_model_code"))]
     footer += bm.reused_models_note(stale, other_code)
+    if full_from is not None:
+        codes = sorted({provenance.describe(s["model_code"]) for runs in full_cell.values() for s in runs
+                        if s.get("model_code")})
+        footer += (f"\n\nThe `full` cell was not trained in this run: its summaries were taken from {full_from} "
+                   f"(models trained by {', '.join(codes) or 'unrecorded code'}).")
     if stale:  # run_quality.py reused a model trained with other settings: its cell is not the current trainer's
         print("WARNING: " + "; ".join(stale), flush=True)
     _, md = rb.write_tables(rows, out, header, footer)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import shutil
 import math
 import subprocess
 import sys
@@ -155,6 +156,76 @@ def test_script_refuses_differently_derived_dataset(tmp_path, monkeypatch):
         "source": "Dataset027_ACDCScribble", "mode": "shrink", "ratio": 0.5, "seed": 7}}))
     with pytest.raises(SystemExit, match="scribble_degradation.seed is 7, expected 0"):
         _script().main(["-d", "27", "--conditions", "shrink50", "--output", str(tmp_path / "out")])
+
+
+def _full_summary(folder: Path, trainer: str, run: int = 0, dataset="Dataset027_ACDCScribble", fold=0,
+                  plans="nnUNetPlans_cpu", **extra) -> Path:
+    """A run_quality.py summary of the ``full`` cell as it would write it (``extra`` overrides/adds keys)."""
+    model = f"/results/{'repeat_%d/' % run if run else ''}{dataset}/{trainer}__{plans}__2d/fold_{fold}"
+    s = {**_summary(0.7), "dataset": dataset, "model_folder": model, "run": run, "hparams": {}, "preset": "cpu",
+         "schedule": pipeline.PRESETS["cpu"].schedule, "model_code": {"version": "0.1.0", "commit": "abc1234"},
+         **extra}
+    f = folder / (f"summary_{trainer}.json" if run == 0 else f"summary_{trainer}_repeat{run}.json")
+    f.write_text(json.dumps(s))
+    return f
+
+
+def test_full_cell_from_earlier_summaries_is_checked(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("nnUNet_scribble_hparams", raising=False)
+    script = _script()
+    source = tmp_path / "Dataset027_ACDCScribble"
+    folder = tmp_path / "earlier"
+    folder.mkdir()
+    trainers = ["nnUNetTrainerScribble", "nnUNetTrainerFullySupervised"]
+    args = script.parse_args(["-d", "27", "-tr", *trainers, "--conditions", "shrink30", "--full_from", str(folder)])
+    _full_summary(folder, trainers[0])
+    with pytest.raises(FileNotFoundError, match=r"summary_nnUNetTrainerFullySupervised.json not found.*"
+                                                r"Dataset127_ACDCScribbleDense"):
+        script.load_full_cell(args, folder, source, trainers, {})
+    # the fully supervised model learnt from the dense twin; the schedule is assumed when not recorded
+    f = _full_summary(folder, trainers[1], dataset="Dataset127_ACDCScribbleDense")
+    s = json.loads(f.read_text())
+    del s["schedule"]
+    f.write_text(json.dumps(s))
+    cell = script.load_full_cell(args, folder, source, trainers, {})
+    assert [len(cell[t]) for t in trainers] == [1, 1] and cell[trainers[0]][0]["dataset"] == source.name
+    assert "records no schedule" in capsys.readouterr().out
+
+    bad = [({"dataset": "Dataset027_Other"}, r"dataset is 'Dataset027_Other', expected 'Dataset027_ACDCScribble'"),
+           ({"fold": 1}, r"model folder is 'nnUNetTrainerScribble__nnUNetPlans_cpu__2d/fold_1', expected "
+                         r"'nnUNetTrainerScribble__nnUNetPlans_cpu__2d/fold_0'"),
+           ({"plans": "nnUNetPlans"}, "model folder is 'nnUNetTrainerScribble__nnUNetPlans__2d/fold_0'"),
+           ({"hparams": {"lambda_x": 2}}, r"hyperparameter overrides is \{'lambda_x': 2\}, expected \{\}"),
+           ({"schedule": {"num_epochs": 1}}, r"schedule is \{'num_epochs': 1\}, expected \{'num_epochs': 50"),
+           ({"reused_model_differs": {"num_epochs": {"checkpoint": 5, "now": 50}}},
+            "its model was trained with other hyperparameters than nnUNetTrainerScribble uses now \\(num_epochs 5 -> 50\\)")]
+    for change, message in bad:
+        f = _full_summary(folder, trainers[0], **change)
+        with pytest.raises(ValueError, match=f"{f.name}: {message}"):
+            script.load_full_cell(args, folder, source, trainers, {})
+    _full_summary(folder, trainers[0])
+
+    # every repeat is needed; a schedule given on the command line is what the summaries must record
+    args = script.parse_args(["-d", "27", "-tr", trainers[0], "--repeats", "2", "--full_from", str(folder)])
+    with pytest.raises(FileNotFoundError, match="summary_nnUNetTrainerScribble_repeat1.json not found"):
+        script.load_full_cell(args, folder, source, trainers[:1], {})
+    _full_summary(folder, trainers[0], run=1)
+    assert len(script.load_full_cell(args, folder, source, trainers[:1], {})[trainers[0]]) == 2
+    args = script.parse_args(["-d", "27", "-tr", trainers[0], "--schedule", '{"num_epochs": 3}'])
+    with pytest.raises(ValueError, match=r"schedule is .*'num_epochs': 50.*, expected .*'num_epochs': 3"):
+        script.load_full_cell(args, folder, source, trainers[:1], {})
+
+
+def test_script_checks_full_from_before_any_work(tmp_path, monkeypatch):
+    roots = _roots(tmp_path)
+    for var, root in zip(("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"), roots):
+        monkeypatch.setenv(var, str(root))
+    _scribble_source(roots[0])
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit, match=r"error: --full_from: .*summary_nnUNetTrainerScribble.json not found"):
+        _script().main(["-d", "27", "--conditions", "shrink30", "--output", str(out),
+                        "--full_from", str(tmp_path / "nothing")])
+    assert not out.exists() and [p.name for p in roots[0].iterdir()] == ["Dataset027_ACDCScribble"]
 
 
 def test_source_split_installed_or_made_like_nnunet(tmp_path):
@@ -320,3 +391,20 @@ def test_robustness_end_to_end_on_synthetic_data(tmp_path):
     assert "Reused models" not in md
     summary = json.loads((out / "full" / "summary_nnUNetTrainerScribble.json").read_text())
     assert summary["model_code"]["version"] and "reused_model_code" not in summary
+    assert summary["preset"] == "demo" and summary["schedule"]["num_epochs"] == 1
+
+    # a condition added later, without the full models: --full_from takes the full cell from the earlier summaries
+    shutil.rmtree(res / src.name)
+    out2 = tmp_path / "out2"
+    proc = subprocess.run(cmd[:cmd.index("--conditions")] + ["--conditions", "drop30", "--id_base", "960",
+                                                            "--output", str(out2), "--full_from", str(out / "full")],
+                          env=env, capture_output=True, text=True)
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0
+    assert not (res / src.name).exists()  # full was not trained again
+    assert (out2 / "full" / "summary_nnUNetTrainerScribble.json").read_text() == \
+        (out / "full" / "summary_nnUNetTrainerScribble.json").read_text()
+    row = list(csv.DictReader((out2 / "robustness.csv").open()))[0]
+    assert float(row["Dice full"]) == pytest.approx(100 * rb.mean_dice(summary), abs=0.006)
+    assert 0 <= float(row["Dice drop30"]) <= 100 and float(row["retained drop30"]) >= 0
+    assert f"taken from {out / 'full'}" in (out2 / "robustness.md").read_text()
