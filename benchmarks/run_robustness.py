@@ -410,10 +410,9 @@ def main(argv=None) -> int:
                   if (code := s.get("reused_model_code"))]
     footer += bm.reused_models_note(stale, other_code)
     if full_from is not None:
-        codes = sorted({provenance.describe(s["model_code"]) for runs in full_cell.values() for s in runs
-                        if s.get("model_code")})
+        codes = sorted({provenance.describe(s.get("model_code")) for runs in full_cell.values() for s in runs})
         footer += (f"\n\nThe `full` cell was not trained in this run: its summaries were taken from {full_from} "
-                   f"(models trained by {', '.join(codes) or 'unrecorded code'}).")
+                   f"(models trained by {', '.join(codes)}).")
     if stale:  # run_quality.py reused a model trained with other settings: its cell is not the current trainer's
         print("WARNING: " + "; ".join(stale), flush=True)
     _, md = rb.write_tables(rows, out, header, footer)
