@@ -7,6 +7,7 @@ running the same command again:
 
     acdc         ACDC 2d fold 0, all trainers, two runs each (the ACDC run-0 and repeats tables)
     mscmr        MSCMRseg 2d, the scribble trainers, 25 scribbled -> 5 dense subjects (half in-plane resolution)
+    mscmr_zero_border  the same with the zero-intensity slice borders labelled background (Dataset528)
     robustness   ACDC under shrink/drop 30/50 % and three simulated annotators (robustness table)
     cost         training step, memory, FLOPs, data pipeline and inference vs nnUNetTrainer (cost table)
     cpl_targets  MaCo's L_con targets against the dense labels (MaCo analysis table)
@@ -19,9 +20,9 @@ Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them w
 
 Training is not seeded (nnU-Net has no seed option): a reproduced quality figure differs from the table by
 run-to-run noise (the tables give the spread between runs). Running times on 2 CPU cores with the ``cpu`` preset:
-``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2.5 h,
-``robustness`` about 15 h, ``cost`` 20 min, ``cpl_targets`` 2 min, ``coverage`` 5 min. With a GPU pass ``-device cuda`` (and ``--preset paper`` for
-nnU-Net's full schedule).
+``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` and
+``mscmr_zero_border`` about 2.5 h each, ``robustness`` about 15 h, ``cost`` 20 min, ``cpl_targets`` 2 min,
+``coverage`` 5 min. With a GPU pass ``-device cuda`` (and ``--preset paper`` for nnU-Net's full schedule).
 """
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ COST_TRAINERS = ["nnUNetTrainerScribble", "nnUNetTrainerDMPLS", "nnUNetTrainerMa
 # patch, as the papers' 256/212 crops); the slice spacing (5 mm) is nnU-Net's
 MSCMR_SPACING = ("5.0", "1.4581333", "1.4581333")
 MSCMR_PLANS = "nnUNetPlans_1p46mm"
-TARGETS = ("acdc", "mscmr", "robustness", "cost", "cpl_targets", "coverage")
+# the MSCMRseg variant whose exact-zero slice borders (outside the body) are labelled background
+MSCMR_ZERO_BORDER_ID, MSCMR_ZERO_BORDER_NAME = 528, "MSCMRScribbleZeroBorder"
+TARGETS = ("acdc", "mscmr", "mscmr_zero_border", "robustness", "cost", "cpl_targets", "coverage")
 #: runs per trainer (and condition) when --repeats is not given
 DEFAULT_REPEATS = {"acdc": 2}
 
@@ -160,6 +163,45 @@ def preset_plans_name(args) -> str:
     return pipeline.PRESETS[args.preset].plans_identifier
 
 
+def mscmr_steps(args, env: dict, out: Path, common: list[str], zero_border: bool = False) -> list[Step]:
+    """Convert, fingerprint, plan (1.46 mm in plane), preprocess MSCMRseg and score the scribble trainers.
+
+    With ``zero_border`` the dataset is ``Dataset528_MSCMRScribbleZeroBorder``, converted with
+    ``--zero_border_background`` (the exact-zero region at the slice borders labelled background); its plans
+    equal Dataset028's but for the foreground intensity statistics, which z-score normalisation does not use.
+    """
+    data = Path(args.data) / "MSCMR"
+    dataset_id = MSCMR_ZERO_BORDER_ID if zero_border else MSCMR_ID
+    extra = ["-d", str(dataset_id), "-n", MSCMR_ZERO_BORDER_NAME, "--zero_border_background"] if zero_border else []
+    convert = Step(f"convert MSCMRseg (Dataset{dataset_id:03d}: 25 scribbled train, 5 dense in imagesTs"
+                   + ("; zero border labelled background)" if zero_border else ")"),
+                   [sys.executable, str(REPO / "dataset_conversion" / "Dataset028_MSCMRScribble.py"), str(data),
+                    *extra],
+                   done=lambda: has_dataset(env["nnUNet_raw"], dataset_id))
+    if not args.dry_run and not convert.done():
+        check_data(data, "the MSCMRseg folder", "holding MSCMR_dataset/train and MSCMR_dataset/val")
+    trainers = args.trainers or SCRIBBLE_TRAINERS
+    folder = f"Dataset{dataset_id:03d}_*"
+    return [
+        convert,
+        Step(f"fingerprint Dataset{dataset_id:03d}",
+             [script("nnUNetv2_extract_fingerprint"), "-d", str(dataset_id), "-np", "1"],
+             done=lambda: any(Path(env["nnUNet_preprocessed"]).glob(f"{folder}/dataset_fingerprint.json"))),
+        Step(f"plan {MSCMR_PLANS} (in-plane spacing doubled to 1.46 mm)",
+             [script("nnUNetv2_plan_experiment"), "-d", str(dataset_id), "-overwrite_target_spacing",
+              *MSCMR_SPACING, "-overwrite_plans_name", MSCMR_PLANS],
+             done=lambda: has_plans(env, dataset_id, MSCMR_PLANS)),
+        Step(f"preprocess {MSCMR_PLANS} (2d)",
+             [script("nnUNetv2_preprocess"), "-d", str(dataset_id), "-plans_name", MSCMR_PLANS, "-c", "2d",
+              "-np", "1"],
+             done=lambda: any(Path(env["nnUNet_preprocessed"]).glob(f"{folder}/{MSCMR_PLANS}_2d/*.pkl"))),
+        Step(f"train {len(trainers)} trainers, score the 5 dense subjects",
+             [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(dataset_id), "-c", "2d",
+              "-f", "0", *common, "-p", MSCMR_PLANS, "--reuse", "--repeats", str(args.repeats),
+              "--output", str(out / f"{args.target}_2d_{args.preset}"), "-tr", *trainers]),
+    ]
+
+
 def steps_for(args, env: dict) -> list[Step]:
     """The steps of ``args.target``."""
     out = Path(args.output or REPO / "benchmarks" / "results")
@@ -172,33 +214,8 @@ def steps_for(args, env: dict) -> list[Step]:
             [sys.executable, str(bench / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", "0", *common,
              "--repeats", str(args.repeats), "--reuse", "--output", str(out / f"acdc_2d_fold0_{args.preset}"),
              "-tr", *trainers])]
-    if args.target == "mscmr":
-        data = Path(args.data) / "MSCMR"
-        convert = Step("convert MSCMRseg (Dataset028_MSCMRScribble: 25 scribbled train, 5 dense in imagesTs)",
-                       [sys.executable, str(REPO / "dataset_conversion" / "Dataset028_MSCMRScribble.py"), str(data)],
-                       done=lambda: has_dataset(env["nnUNet_raw"], MSCMR_ID))
-        if not args.dry_run and not convert.done():
-            check_data(data, "the MSCMRseg folder", "holding MSCMR_dataset/train and MSCMR_dataset/val")
-        trainers = args.trainers or SCRIBBLE_TRAINERS
-        return [
-            convert,
-            Step("fingerprint Dataset028", [script("nnUNetv2_extract_fingerprint"), "-d", str(MSCMR_ID), "-np", "1"],
-                 done=lambda: any(Path(env["nnUNet_preprocessed"]).glob(
-                     f"Dataset{MSCMR_ID:03d}_*/dataset_fingerprint.json"))),
-            Step(f"plan {MSCMR_PLANS} (in-plane spacing doubled to 1.46 mm)",
-                 [script("nnUNetv2_plan_experiment"), "-d", str(MSCMR_ID), "-overwrite_target_spacing",
-                  *MSCMR_SPACING, "-overwrite_plans_name", MSCMR_PLANS],
-                 done=lambda: has_plans(env, MSCMR_ID, MSCMR_PLANS)),
-            Step(f"preprocess {MSCMR_PLANS} (2d)",
-                 [script("nnUNetv2_preprocess"), "-d", str(MSCMR_ID), "-plans_name", MSCMR_PLANS, "-c", "2d",
-                  "-np", "1"],
-                 done=lambda: any(Path(env["nnUNet_preprocessed"]).glob(
-                     f"Dataset{MSCMR_ID:03d}_*/{MSCMR_PLANS}_2d/*.pkl"))),
-            Step(f"train {len(trainers)} trainers, score the 5 dense subjects",
-                 [sys.executable, str(bench / "run_quality.py"), "-d", str(MSCMR_ID), "-c", "2d", "-f", "0", *common,
-                  "-p", MSCMR_PLANS, "--reuse", "--repeats", str(args.repeats),
-                  "--output", str(out / f"mscmr_2d_{args.preset}"), "-tr", *trainers]),
-        ]
+    if args.target in ("mscmr", "mscmr_zero_border"):
+        return mscmr_steps(args, env, out, common, zero_border=args.target == "mscmr_zero_border")
     if args.target == "robustness":
         trainers = args.trainers or SCRIBBLE_TRAINERS
         return acdc_preparation(args, env) + [Step(

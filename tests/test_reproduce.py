@@ -54,6 +54,20 @@ def test_mscmr_target_plans_half_resolution_and_scores_the_scribble_trainers(fol
     assert quality[quality.index("-tr") + 1:] == ["nnUNetTrainerScribble", "nnUNetTrainerMedCL"]
 
 
+def test_mscmr_zero_border_target_converts_its_own_dataset(folders):
+    rp = _module()
+    cmds = _commands(rp, ["mscmr_zero_border", "--dry_run", "-tr", "nnUNetTrainerScribble", "--repeats", "2"])
+    convert, quality = cmds[0], cmds[-1]
+    assert convert[1].endswith("Dataset028_MSCMRScribble.py")
+    assert convert[-5:] == ["-d", "528", "-n", "MSCMRScribbleZeroBorder", "--zero_border_background"]
+    assert all(c[c.index("-d") + 1] == "528" for c in cmds[1:])   # fingerprint, plan, preprocess, train: 528
+    assert quality[quality.index("--repeats") + 1] == "2"
+    assert Path(quality[quality.index("--output") + 1]).name == "mscmr_zero_border_2d_cpu"
+    plain = _commands(rp, ["mscmr", "--dry_run"])
+    assert "--zero_border_background" not in plain[0] and Path(plain[-1][plain[-1].index("--output") + 1]).name == \
+        "mscmr_2d_cpu"
+
+
 def test_other_targets_end_with_their_script(folders):
     rp = _module()
     ends = {"robustness": "run_robustness.py", "cost": "bench_train_step.py", "cpl_targets": "cpl_targets.py",

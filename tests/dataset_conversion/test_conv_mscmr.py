@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
+from conversion_helpers import heart, image_like, scribble_from, write_nifti
 
 from nnunet_scribble.dataset_conversion import mscmr
-from nnunet_scribble.dataset_conversion.image_io import ConversionWarning
+from nnunet_scribble.dataset_conversion.image_io import ConversionWarning, zero_border_mask
 
 
 def _run(argv):
@@ -47,3 +49,53 @@ def test_real_mscmr_subset(real_data, nnunet_env, verify):
     assert sorted(p.name for p in (out / "labelsTr").iterdir()) == \
         ["subject08.nii.gz", "subject13.nii.gz", "subject14.nii.gz"]
     verify(out)
+
+
+def test_zero_border_mask_by_hand():
+    image = np.ones((2, 5, 5), int)
+    image[0, :, 0] = 0      # left column of slice 0: touches the border
+    image[0, 2, 1:3] = 0    # joined to it in plane
+    image[1, 2, 1:3] = 0    # below that, but not touching slice 1's in-plane border
+    image[1, 0, 4] = 0      # corner of slice 1
+    in_plane = np.zeros((2, 5, 5), bool)
+    in_plane[0, :, 0] = in_plane[0, 2, 1:3] = in_plane[1, 0, 4] = True
+    assert np.array_equal(zero_border_mask(image, axes=(-2, -1)), in_plane)
+    # With every axis connecting, slice 1 is itself a border (first/last index of axis 0): all its zeros count.
+    everything = in_plane.copy()
+    everything[1, 2, 1:3] = True
+    assert np.array_equal(zero_border_mask(image), everything)
+    assert not zero_border_mask(np.ones((4, 4))).any() and zero_border_mask(np.zeros((4, 4))).all()
+
+
+def test_zero_border_background(mscmr_layout, nnunet_env):
+    source = mscmr_layout(test=(), broken=None)
+    dense = heart(seed=2)
+    image = image_like(dense, 2) + 1
+    image[:, 21:] = 0       # a zero band along the bottom border, outside the heart (rows 6-18)
+    image[:, 4, 10] = 0     # an isolated dark voxel inside the image: not border-connected
+    write_nifti(image, source / "MSCMR_dataset/train/images/subject2_DE.nii.gz")
+    _run([source, "-d", 5, "--zero_border_background"])
+    out = nnunet_env[0] / "Dataset005_MSCMRScribble"
+    expected = scribble_from(dense)
+    expected[:, 21:] = 0
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr/subject02.nii.gz")))
+    assert np.array_equal(label, expected) and label[0, 4, 10] == 4
+    val = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr/subject01.nii.gz")))
+    assert np.array_equal(val, heart(seed=1))   # dense labels untouched
+    assert "zero-intensity" in json.loads((out / "dataset.json").read_text())["description"]
+    _run([source, "-d", 6])
+    plain = nnunet_env[0] / "Dataset006_MSCMRScribble/labelsTr/subject02.nii.gz"
+    plain = sitk.GetArrayFromImage(sitk.ReadImage(str(plain)))
+    assert np.array_equal(plain, scribble_from(dense))
+
+
+def test_real_mscmr_zero_border_holds_no_heart(real_data, nnunet_env):
+    """On the released LGE images the border-connected zeros (a third of a slice) never overlap the dense heart."""
+    _run([real_data / "MSCMR", "--subjects", 13, 8, "--zero_border_background"])
+    out = nnunet_env[0] / "Dataset028_MSCMRScribble"
+    image = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "imagesTs/subject08_0000.nii.gz")))
+    dense = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTs/subject08.nii.gz")))
+    mask = zero_border_mask(image, axes=(-2, -1))
+    assert mask.mean() > 0.2 and not (mask & (dense > 0)).any()
+    label = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr/subject13.nii.gz")))
+    assert (label != 4).mean() > 0.2    # the scribbles alone label about 4 % of a slice
