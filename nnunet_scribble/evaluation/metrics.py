@@ -117,6 +117,27 @@ def compute_case_metrics(pred: np.ndarray, ref: np.ndarray, labels: Mapping[str,
     return result
 
 
+def far_mask(ref: np.ndarray, spacing: Sequence[float], max_distance_mm: float = 15.0) -> np.ndarray:
+    """Voxels farther than ``max_distance_mm`` (Euclidean, in mm, across slices too) from all reference foreground.
+
+    Args:
+        ref: dense reference label map; foreground = every label > 0 together.
+        spacing: voxel size in mm, one value per array axis.
+        max_distance_mm: the near/far border.
+
+    Returns:
+        Boolean array of ``ref``'s shape; all True when ``ref`` has no foreground.
+
+    Raises:
+        ValueError: if the spacing length does not match the number of axes.
+    """
+    spacing_arr = _check_spacing(spacing, ref.ndim)
+    ref_fg = ref > 0
+    if not ref_fg.any():
+        return np.ones(ref.shape, bool)
+    return ndimage.distance_transform_edt(~ref_fg, sampling=spacing_arr) > max_distance_mm
+
+
 def far_foreground_fraction(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float],
                             max_distance_mm: float = 15.0) -> float:
     """Share of the predicted foreground that lies farther than ``max_distance_mm`` from all reference foreground.
@@ -140,14 +161,11 @@ def far_foreground_fraction(pred: np.ndarray, ref: np.ndarray, spacing: Sequence
     """
     if pred.shape != ref.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
-    spacing_arr = _check_spacing(spacing, pred.ndim)
-    pred_fg, ref_fg = pred > 0, ref > 0
+    _check_spacing(spacing, pred.ndim)
+    pred_fg = pred > 0
     if not pred_fg.any():
         return 0.0
-    if not ref_fg.any():
-        return 1.0
-    distance = ndimage.distance_transform_edt(~ref_fg, sampling=spacing_arr)
-    return float((distance[pred_fg] > max_distance_mm).mean())
+    return float(far_mask(ref, spacing, max_distance_mm)[pred_fg].mean())
 
 
 def error_breakdown(pred: np.ndarray, ref: np.ndarray, labels: Mapping[str, LabelValue], spacing: Sequence[float],
@@ -176,12 +194,7 @@ def error_breakdown(pred: np.ndarray, ref: np.ndarray, labels: Mapping[str, Labe
     """
     if pred.shape != ref.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
-    spacing_arr = _check_spacing(spacing, pred.ndim)
-    ref_fg = ref > 0
-    if ref_fg.any():
-        far = ndimage.distance_transform_edt(~ref_fg, sampling=spacing_arr) > max_distance_mm
-    else:
-        far = np.ones(ref.shape, bool)
+    far = far_mask(ref, spacing, max_distance_mm)
     result = {}
     for name, value in foreground_labels(labels).items():
         p, r = np.isin(pred, np.atleast_1d(value)), np.isin(ref, np.atleast_1d(value))

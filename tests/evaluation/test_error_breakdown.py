@@ -85,3 +85,23 @@ def test_script_names_a_missing_reference(tmp_path):
     _write(tmp_path / "pred", "c9.nii.gz", pred)
     with pytest.raises(SystemExit, match=r"labelsTs/c9.nii.gz not found: the reference of prediction"):
         eb.main([str(tmp_path / "labelsTs"), str(tmp_path / "pred")])
+
+
+def test_script_zero_border_table_pools_voxels(tmp_path, capsys):
+    eb = _module()
+    pred, ref = _row()
+    (tmp_path / "dataset.json").write_text(json.dumps({"labels": LABELS}))
+    image = np.full(ref.shape, 7, np.int16)
+    image[0, 28:] = 0           # a zero band reaching the border: holds the far A voxel (x = 30)
+    image[0, 20] = 0            # one row high, so every voxel touches the y border: B's near voxel counts too
+    for case, p, im in (("c1", pred, image), ("c2", ref, np.ones_like(image))):  # case 2: perfect, no zeros
+        _write(tmp_path / "labelsTs", f"{case}.nii.gz", ref)
+        _write(tmp_path / "pred", f"{case}.nii.gz", p)
+        _write(tmp_path / "imagesTs", f"{case}_0000.nii.gz", im)
+    eb.main([str(tmp_path / "labelsTs"), f"M={tmp_path / 'pred'}", "--images", str(tmp_path / "imagesTs")])
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| M |")]
+    # pooled: 9 + 7 predicted foreground voxels, 1 far (x = 30), 2 on the zero border (x = 20, 30), the far one too
+    assert rows[1] == f"| M | {100 / 16:.0f} % | {200 / 16:.0f} % | 100 % |"
+    (tmp_path / "imagesTs" / "c2_0000.nii.gz").unlink()
+    with pytest.raises(SystemExit, match=r"imagesTs/c2_0000.nii.gz not found: the image of prediction"):
+        eb.main([str(tmp_path / "labelsTs"), str(tmp_path / "pred"), "--images", str(tmp_path / "imagesTs")])
