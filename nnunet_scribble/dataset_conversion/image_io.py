@@ -158,6 +158,12 @@ def zero_border_mask(image: np.ndarray, axes: Sequence[int] | None = None) -> np
     touch the border and are left out. Components are face-connected along ``axes`` only, so with the in-plane
     axes of a stack of slices each slice is treated on its own (a through-plane step cannot join two regions).
 
+    nnU-Net's preprocessing does the same for dense labels: ``crop_to_nonzero`` sets the background voxels outside
+    ``binary_fill_holes(image != 0)`` (3D, every face a border) to -1, and training turns -1 into background. An
+    ignore-labelled voxel is not background there, so with scribbles that region stays unsupervised unless the
+    converter labels it. Deviation: per slice here, so zeros inside the body of the first and last slice (which the
+    3D fill counts as touching the border) are left out.
+
     Args:
         image: N-D intensity array.
         axes: axes along which voxels connect and whose first/last index is the border (default: all axes).

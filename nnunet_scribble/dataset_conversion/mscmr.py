@@ -21,7 +21,8 @@ the released set has an affine holding only the spacing: whenever a label's geom
 exact-zero region that touches its slice's border (:func:`.image_io.zero_border_mask`): the released LGE images
 are zero outside the body, about a third of every slice, where the CycleMix scribbles hardly reach (0.55 % of the
 scribbled voxels), so a partial loss leaves that region unsupervised and a network may paint it with heart
-classes. Not part of the papers' protocol (they crop 212 or 256 pixels around the centre, which removes most of
+classes. For dense labels nnU-Net's ``crop_to_nonzero`` makes that region background itself; an ignore label
+there blocks it. Not part of the papers' protocol (they crop 212 or 256 pixels around the centre, which removes most of
 that region); benchmarks/README.md reports its effect.
 """
 from __future__ import annotations
