@@ -83,7 +83,10 @@ class nnUNetTrainerScribble(TrainerCommon):
     - voxels that the data loader or the spatial augmentation pull in from outside the image are ignore, not
       background, in training and online validation. Deviation from plain nnU-Net, stated: nnU-Net's preprocessing
       also writes -1 into voxels outside the non-zero mask (where every channel is exactly 0) when it crops to
-      non-zero; a background scribble there becomes unannotated as well;
+      non-zero; a background scribble there becomes unannotated as well. ``outside_image_background = True``
+      (e.g. ``nnUNet_scribble_hparams='{"outside_image_background": true}'``) keeps nnU-Net's -1 -> background
+      instead: with a converter that labels the exact-zero region around the body background (MSCMRseg's
+      ``--zero_border_background``) that region is then supervised, as nnU-Net does for dense labels;
     - everything of :class:`~nnunet_scribble.trainers.common.TrainerCommon` (named loss terms logged per epoch,
       extra checkpoint state, deep supervision on every decoder, typed hyperparameters, dense final validation).
 
@@ -94,6 +97,9 @@ class nnUNetTrainerScribble(TrainerCommon):
     #: Region-based datasets (overlapping regions, sigmoid outputs): nnU-Net's partial loss handles them; the methods'
     #: terms (softmax pseudo labels, class distance maps, class prototypes) need mutually exclusive classes.
     SUPPORTS_REGIONS: ClassVar[bool] = True
+    #: Train the voxels nnU-Net marks -1 (beyond the image, out-of-image augmentation samples, background labels
+    #: outside the non-zero mask) as background, as plain nnU-Net does, instead of ignore (the default).
+    outside_image_background: bool = False
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device("cuda")):
@@ -165,7 +171,7 @@ class nnUNetTrainerScribble(TrainerCommon):
         transforms = nnUNetTrainer.get_training_transforms(
             patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
             use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
-        if ignore_label is not None:
+        if ignore_label is not None and not self.outside_image_background:
             replace_outside_image_label(transforms, ignore_label)
         extra = self.extra_target_transforms()
         if extra:
@@ -175,12 +181,12 @@ class nnUNetTrainerScribble(TrainerCommon):
             transforms.transforms = steps[:at] + list(extra) + steps[at:]
         return transforms
 
-    @staticmethod
-    def get_validation_transforms(deep_supervision_scales, is_cascaded=False, foreground_labels=None, regions=None,
-                                  ignore_label=None) -> BasicTransform:
+    def get_validation_transforms(self, deep_supervision_scales, is_cascaded=False, foreground_labels=None,
+                                  regions=None, ignore_label=None) -> BasicTransform:
+        # an instance method (nnU-Net's is static, always called through self) to read outside_image_background
         transforms = nnUNetTrainer.get_validation_transforms(deep_supervision_scales, is_cascaded,
                                                              foreground_labels, regions, ignore_label)
-        if ignore_label is not None:
+        if ignore_label is not None and not self.outside_image_background:
             replace_outside_image_label(transforms, ignore_label)
         return transforms
 

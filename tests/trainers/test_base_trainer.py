@@ -129,6 +129,21 @@ def test_outside_image_becomes_ignore_in_training_and_validation_pipelines(make_
     assert (out[(0, *[slice(0, 3)] * dim)] == 4).all() and (out == 0).sum() == seg.numel() - 3 ** dim
 
 
+def test_outside_image_background_keeps_nnunets_minus_one_to_background(make_trainer, monkeypatch):
+    monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
+    trainer = make_trainer(nnUNetTrainerScribble)
+    assert trainer.outside_image_background is True
+    patch = trainer.configuration_manager.patch_size
+    rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    tr = trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=4)
+    assert [(t.label_value, t.set_to) for t in _remove_label_transforms(tr)] == [(-1, 0)]
+    val = trainer.get_validation_transforms(None, ignore_label=4)
+    seg = torch.full((1, *patch), 4, dtype=torch.int16)
+    seg[0, :3, :3] = -1  # e.g. a background label outside nnU-Net's non-zero mask
+    out = val(image=torch.zeros((1, *patch)), segmentation=seg)["segmentation"]
+    assert (out[0, :3, :3] == 0).all() and (out == 4).sum() == seg.numel() - 9
+
+
 def test_stock_trainer_pipeline_is_not_modified(make_trainer):
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     trainer = make_trainer(nnUNetTrainerScribble)
