@@ -7,7 +7,7 @@ running the same command again:
 
     acdc         ACDC 2d fold 0, all trainers, two runs each (the ACDC run-0 and repeats tables)
     mscmr        MSCMRseg 2d, the scribble trainers, 25 scribbled -> 5 dense subjects (half in-plane resolution)
-    mscmr_zero_border  the same with the zero-intensity slice borders labelled background (Dataset528)
+    mscmr_zero_border  the same with the zero-intensity slice borders labelled and trained as background (528)
     robustness   ACDC under shrink/drop 30/50 % and three simulated annotators (robustness table)
     cost         training step, memory, FLOPs, data pipeline and inference vs nnUNetTrainer (cost table)
     cpl_targets  MaCo's L_con targets against the dense labels (MaCo analysis table)
@@ -27,6 +27,7 @@ run-to-run noise (the tables give the spread between runs). Running times on 2 C
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -167,8 +168,10 @@ def mscmr_steps(args, env: dict, out: Path, common: list[str], zero_border: bool
     """Convert, fingerprint, plan (1.46 mm in plane), preprocess MSCMRseg and score the scribble trainers.
 
     With ``zero_border`` the dataset is ``Dataset528_MSCMRScribbleZeroBorder``, converted with
-    ``--zero_border_background`` (the exact-zero region at the slice borders labelled background); its plans
-    equal Dataset028's but for the foreground intensity statistics, which z-score normalisation does not use.
+    ``--zero_border_background`` (the exact-zero region at the slice borders labelled background), and the trainers
+    run with ``outside_image_background`` (nnU-Net's preprocessing turns background outside its non-zero mask into
+    -1, which the scribble trainers would otherwise ignore); its plans equal Dataset028's but for the foreground
+    intensity statistics, which z-score normalisation does not use.
     """
     data = Path(args.data) / "MSCMR"
     dataset_id = MSCMR_ZERO_BORDER_ID if zero_border else MSCMR_ID
@@ -198,6 +201,7 @@ def mscmr_steps(args, env: dict, out: Path, common: list[str], zero_border: bool
         Step(f"train {len(trainers)} trainers, score the 5 dense subjects",
              [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(dataset_id), "-c", "2d",
               "-f", "0", *common, "-p", MSCMR_PLANS, "--reuse", "--repeats", str(args.repeats),
+              *(["--schedule", json.dumps({"outside_image_background": True})] if zero_border else []),
               "--output", str(out / f"{args.target}_2d_{args.preset}"), "-tr", *trainers]),
     ]
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -62,8 +63,10 @@ def test_mscmr_zero_border_target_converts_its_own_dataset(folders):
     assert convert[-5:] == ["-d", "528", "-n", "MSCMRScribbleZeroBorder", "--zero_border_background"]
     assert all(c[c.index("-d") + 1] == "528" for c in cmds[1:])   # fingerprint, plan, preprocess, train: 528
     assert quality[quality.index("--repeats") + 1] == "2"
+    assert json.loads(quality[quality.index("--schedule") + 1]) == {"outside_image_background": True}
     assert Path(quality[quality.index("--output") + 1]).name == "mscmr_zero_border_2d_cpu"
     plain = _commands(rp, ["mscmr", "--dry_run"])
+    assert "--schedule" not in plain[-1]
     assert "--zero_border_background" not in plain[0] and Path(plain[-1][plain[-1].index("--output") + 1]).name == \
         "mscmr_2d_cpu"
 
