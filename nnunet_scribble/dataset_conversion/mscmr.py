@@ -22,7 +22,10 @@ exact-zero region that touches its slice's border (:func:`.image_io.zero_border_
 are zero outside the body, about a third of every slice, where the CycleMix scribbles hardly reach (0.55 % of the
 scribbled voxels), so a partial loss leaves that region unsupervised and a network may paint it with heart
 classes. For dense labels nnU-Net's ``crop_to_nonzero`` makes that region background itself; an ignore label
-there blocks it. Not part of the papers' protocol (they crop 212 or 256 pixels around the centre, which removes most of
+there blocks it. nnU-Net's preprocessing writes -1 into these background labels (they lie outside its non-zero
+mask), and the scribble trainers ignore -1 by default: train with
+``nnUNet_scribble_hparams='{"outside_image_background": true}'`` so that they count as background. Not part of
+the papers' protocol (they crop 212 or 256 pixels around the centre, which removes most of
 that region); benchmarks/README.md reports its effect.
 """
 from __future__ import annotations
@@ -123,8 +126,9 @@ def convert(args: argparse.Namespace) -> None:
             write_splits(out, [{"train": ids["train"], "val": ids["val"]}])
     cli.finish(final, args, f"{len(ids['train'])} scribble subjects, {len(ids['val'])} val subjects (imagesTr "
                             f"and imagesTs), {len(ids['TestSet'])} test subjects"
-                            + (f"; {added} zero-border voxels labelled background" if args.zero_border_background
-                               else ""))
+                            + (f"; {added} zero-border voxels labelled background (train with "
+                               f"nnUNet_scribble_hparams='{{\"outside_image_background\": true}}' so that nnU-Net's "
+                               f"-1 there counts as background)" if args.zero_border_background else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subjects", type=int, nargs="+", help="convert only these subject numbers")
     parser.add_argument("--zero_border_background", action="store_true",
                         help="label the unannotated voxels of the exact-zero region touching each slice's border "
-                             "(outside the body) background in the training scribbles; not the papers' protocol")
+                             "(outside the body) background in the training scribbles; not the papers' protocol; "
+                             "train with nnUNet_scribble_hparams='{\"outside_image_background\": true}'")
     return parser
 
 
