@@ -37,6 +37,7 @@ from nnunet_scribble.dataset_conversion.image_io import zero_border_mask
 from nnunet_scribble.evaluation.metrics import error_breakdown, far_mask, foreground_labels
 
 COLUMNS = ("area near / true", "precision near", "recall", "far FP / true")
+LABEL_EXTENSIONS = (".nii.gz", ".nrrd", ".mha", ".nii")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -83,9 +84,9 @@ def breakdown_folder(reference: Path, predictions: Path, labels: dict, far_mm: f
     """
     import SimpleITK as sitk
 
-    files = sorted(p for p in predictions.iterdir() if p.name.endswith((".nii.gz", ".nrrd", ".mha", ".nii")))
+    files = sorted(p for p in predictions.iterdir() if p.name.endswith(LABEL_EXTENSIONS))
     if not files:
-        raise FileNotFoundError(f"{predictions} holds no label maps (.nii.gz, .nrrd, .mha)")
+        raise FileNotFoundError(f"{predictions} holds no label maps ({', '.join(LABEL_EXTENSIONS)})")
     rows: dict[str, list] = {name: [] for name in foreground_labels(labels)}
     zero = np.zeros(4, np.int64) if images is not None else None
     for f in files:
@@ -96,15 +97,16 @@ def breakdown_folder(reference: Path, predictions: Path, labels: dict, far_mm: f
         ref = sitk.GetArrayFromImage(ref_img)
         pred = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))
         spacing = list(reversed(ref_img.GetSpacing()))  # array axes are (z, y, x)
-        for name, values in case_ratios(error_breakdown(pred, ref, labels, spacing, far_mm)).items():
+        far = far_mask(ref, spacing, far_mm)
+        for name, values in case_ratios(error_breakdown(pred, ref, labels, spacing, far_mm, far=far)).items():
             rows[name].append(values)
         if zero is not None:
-            ext = next(e for e in (".nii.gz", ".nrrd", ".mha", ".nii") if f.name.endswith(e))
+            ext = next(e for e in LABEL_EXTENSIONS if f.name.endswith(e))
             image_file = images / f"{f.name[:-len(ext)]}_0000{ext}"
             if not image_file.is_file():
                 raise FileNotFoundError(f"{image_file} not found: the image of prediction {f}")
             image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_file)))
-            zero += zero_border_counts(pred, image, far_mask(ref, spacing, far_mm))
+            zero += zero_border_counts(pred, image, far)
     return {name: np.nanmean(np.array(v, float), axis=0) for name, v in rows.items()}, zero
 
 

@@ -169,7 +169,7 @@ def far_foreground_fraction(pred: np.ndarray, ref: np.ndarray, spacing: Sequence
 
 
 def error_breakdown(pred: np.ndarray, ref: np.ndarray, labels: Mapping[str, LabelValue], spacing: Sequence[float],
-                    max_distance_mm: float = 15.0) -> dict[str, dict[str, int]]:
+                    max_distance_mm: float = 15.0, far: np.ndarray | None = None) -> dict[str, dict[str, int]]:
     """Per class, where the errors lie: near the reference foreground or far from it.
 
     Splits each class's predicted voxels into true positives, false positives within ``max_distance_mm`` of the
@@ -184,6 +184,8 @@ def error_breakdown(pred: np.ndarray, ref: np.ndarray, labels: Mapping[str, Labe
         labels: ``{name: value}``; background and ``"ignore"`` are skipped.
         spacing: voxel size in mm, one value per array axis.
         max_distance_mm: distance from the reference foreground beyond which a false positive counts as far.
+        far: ``far_mask(ref, spacing, max_distance_mm)`` when the caller has it already (it is the costly part);
+            computed here when None.
 
     Returns:
         ``{class: {"ref": n, "tp": n, "fp_near": n, "fp_far": n, "fn": n}}`` in voxels. Without reference
@@ -194,7 +196,10 @@ def error_breakdown(pred: np.ndarray, ref: np.ndarray, labels: Mapping[str, Labe
     """
     if pred.shape != ref.shape:
         raise ValueError(f"prediction shape {pred.shape} differs from reference shape {ref.shape}")
-    far = far_mask(ref, spacing, max_distance_mm)
+    if far is None:
+        far = far_mask(ref, spacing, max_distance_mm)
+    elif far.shape != ref.shape:
+        raise ValueError(f"far mask shape {far.shape} differs from reference shape {ref.shape}")
     result = {}
     for name, value in foreground_labels(labels).items():
         p, r = np.isin(pred, np.atleast_1d(value)), np.isin(ref, np.atleast_1d(value))

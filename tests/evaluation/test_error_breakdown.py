@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from nnunet_scribble.evaluation.metrics import error_breakdown, far_foreground_fraction
+from nnunet_scribble.evaluation.metrics import error_breakdown, far_foreground_fraction, far_mask
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "error_breakdown.py"
 LABELS = {"background": 0, "A": 1, "B": 2, "ignore": 3}
@@ -36,6 +36,10 @@ def test_counts_by_hand():
     # spacing counts: at 2 mm per voxel x = 20 (9 voxels) is 18 mm away and becomes far
     wide = error_breakdown(pred, ref, LABELS, (1.0, 2.0))
     assert wide["B"]["fp_far"] == 1 and wide["A"]["fp_far"] == 2
+    # a precomputed far mask gives the same counts; one of another shape is refused
+    assert error_breakdown(pred, ref, LABELS, (1.0, 2.0), far=far_mask(ref, (1.0, 2.0), 15.0)) == wide
+    with pytest.raises(ValueError, match="far mask shape"):
+        error_breakdown(pred, ref, LABELS, (1.0, 1.0), far=np.zeros((1, 39), bool))
 
 
 def test_no_reference_foreground_makes_every_false_positive_far():
