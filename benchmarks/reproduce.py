@@ -170,7 +170,9 @@ def mscmr_steps(args, env: dict, out: Path, common: list[str], zero_border: bool
     With ``zero_border`` the dataset is ``Dataset528_MSCMRScribbleZeroBorder``, converted with
     ``--zero_border_background`` (the exact-zero region at the slice borders labelled background), and the trainers
     run with ``outside_image_background`` (nnU-Net's preprocessing turns background outside its non-zero mask into
-    -1, which the scribble trainers would otherwise ignore); its plans equal Dataset028's but for the foreground
+    -1, which the scribble trainers would otherwise ignore). The converter declares it in ``dataset.json`` and the
+    trainers follow that; ``--schedule`` passes it as well, for a Dataset528 converted before the declaration
+    existed (commit 0420cf2 and older). Its plans equal Dataset028's but for the foreground
     intensity statistics, which z-score normalisation does not use.
     """
     data = Path(args.data) / "MSCMR"

@@ -23,9 +23,9 @@ are zero outside the body, about a third of every slice, where the CycleMix scri
 scribbled voxels), so a partial loss leaves that region unsupervised and a network may paint it with heart
 classes. For dense labels nnU-Net's ``crop_to_nonzero`` makes that region background itself; an ignore label
 there blocks it. nnU-Net's preprocessing writes -1 into these background labels (they lie outside its non-zero
-mask), and the scribble trainers ignore -1 by default: train with
-``nnUNet_scribble_hparams='{"outside_image_background": true}'`` so that they count as background. Not part of
-the papers' protocol (they crop 212 or 256 pixels around the centre, which removes most of
+mask), and the scribble trainers ignore -1 by default; the converter therefore writes
+``"outside_image_background": true`` into ``dataset.json``, which the scribble trainers read (their hyperparameter of
+that name) so that -1 counts as background. Not part of the papers' protocol (they crop 212 or 256 pixels around the centre, which removes most of
 that region); benchmarks/README.md reports its effect.
 """
 from __future__ import annotations
@@ -121,14 +121,15 @@ def convert(args: argparse.Namespace) -> None:
             description += "; zero-intensity region at the slice borders labelled background in the scribbles"
         write_dataset_json(out, {0: "LGE"}, LABELS, n_train, dataset_name=final.name, description=description,
                            reference="Zhuang, MS-CMRSeg 2019; scribbles: Zhang & Zhuang, CVPR 2022 (CycleMix)",
-                           test_groups={"val": ids["val"], "test": ids["TestSet"]})
+                           test_groups={"val": ids["val"], "test": ids["TestSet"]},
+                           **({"outside_image_background": True} if args.zero_border_background else {}))
         if ids["val"]:
             write_splits(out, [{"train": ids["train"], "val": ids["val"]}])
     cli.finish(final, args, f"{len(ids['train'])} scribble subjects, {len(ids['val'])} val subjects (imagesTr "
                             f"and imagesTs), {len(ids['TestSet'])} test subjects"
-                            + (f"; {added} zero-border voxels labelled background (train with "
-                               f"nnUNet_scribble_hparams='{{\"outside_image_background\": true}}' so that nnU-Net's "
-                               f"-1 there counts as background)" if args.zero_border_background else ""))
+                            + (f"; {added} zero-border voxels labelled background (dataset.json declares "
+                               f"outside_image_background, so the scribble trainers count nnU-Net's -1 there as "
+                               f"background)" if args.zero_border_background else ""))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -142,8 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--subjects", type=int, nargs="+", help="convert only these subject numbers")
     parser.add_argument("--zero_border_background", action="store_true",
                         help="label the unannotated voxels of the exact-zero region touching each slice's border "
-                             "(outside the body) background in the training scribbles; not the papers' protocol; "
-                             "train with nnUNet_scribble_hparams='{\"outside_image_background\": true}'")
+                             "(outside the body) background in the training scribbles and declare "
+                             "outside_image_background in dataset.json (the scribble trainers follow it); not the "
+                             "papers' protocol")
     return parser
 
 

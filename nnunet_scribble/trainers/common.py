@@ -103,11 +103,25 @@ class TrainerCommon(nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         hp.apply_overrides(self, self.trainer_defaults, f"{type(self).__name__}.trainer_defaults")
+        declared = self.dataset_hyperparameters(dataset_json)
+        if declared:
+            source = f"dataset.json of {plans.get('dataset_name', '<dataset>')}"
+            self.dataset_overrides = hp.apply_overrides(self, declared, source)
+            self.print_to_log_file(f"Hyperparameters set by the {source}: {self.dataset_overrides}")
         self.hparam_overrides = hp.apply_overrides(self, hp.parse_env_overrides(), hp.HPARAMS_ENV)
         if self.hparam_overrides:
             self.print_to_log_file(f"Hyperparameters overridden by {hp.HPARAMS_ENV}: {self.hparam_overrides}")
         self.print_to_log_file(f"{type(self).__name__} hyperparameters: {hp.current_hyperparameters(self)}")
         self.print_to_log_file(f"nnunet_scribble code: {provenance.describe(provenance.code_version())}")
+
+    def dataset_hyperparameters(self, dataset_json: dict) -> dict[str, Any]:
+        """Hyperparameter values that the dataset itself declares in its ``dataset.json`` (default: none).
+
+        Applied after :attr:`trainer_defaults` and before ``nnUNet_scribble_hparams`` (which wins), type-checked
+        like both and printed into the training log. For what a converter knows about its labels and a trainer
+        must not get wrong (see :meth:`nnUNetTrainerScribble.dataset_hyperparameters`).
+        """
+        return {}
 
     # ------------------------------------------------------------------ training step
     def compute_loss_terms(self, data: torch.Tensor, target: torch.Tensor | list[torch.Tensor],

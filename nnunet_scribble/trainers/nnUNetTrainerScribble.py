@@ -71,6 +71,10 @@ def replace_outside_image_label(transforms: BasicTransform, ignore_label: int) -
     return changed
 
 
+#: ``dataset.json`` key by which a converter declares that background outside the non-zero region is labelled
+OUTSIDE_IMAGE_BACKGROUND_KEY = "outside_image_background"
+
+
 class nnUNetTrainerScribble(TrainerCommon):
     """nnU-Net trained on scribbles with its partial loss: the baseline, and the base of every scribble method.
 
@@ -84,9 +88,10 @@ class nnUNetTrainerScribble(TrainerCommon):
       background, in training and online validation. Deviation from plain nnU-Net, stated: nnU-Net's preprocessing
       also writes -1 into voxels outside the non-zero mask (where every channel is exactly 0) when it crops to
       non-zero; a background scribble there becomes unannotated as well. ``outside_image_background = True``
-      (e.g. ``nnUNet_scribble_hparams='{"outside_image_background": true}'``) keeps nnU-Net's -1 -> background
-      instead: with a converter that labels the exact-zero region around the body background (MSCMRseg's
-      ``--zero_border_background``) that region is then supervised, as nnU-Net does for dense labels;
+      keeps nnU-Net's -1 -> background instead: with a converter that labels the exact-zero region around the body
+      background (MSCMRseg's ``--zero_border_background``) that region is then supervised, as nnU-Net does for
+      dense labels. Such a converter declares ``"outside_image_background": true`` in ``dataset.json`` and the
+      trainers follow it (:meth:`dataset_hyperparameters`); ``nnUNet_scribble_hparams`` still overrides it;
     - everything of :class:`~nnunet_scribble.trainers.common.TrainerCommon` (named loss terms logged per epoch,
       extra checkpoint state, deep supervision on every decoder, typed hyperparameters, dense final validation).
 
@@ -111,6 +116,16 @@ class nnUNetTrainerScribble(TrainerCommon):
                              f"dataset to one label per voxel.")
         check_ignore_label(dataset_json, location)
         super().__init__(plans, configuration, fold, dataset_json, device)
+
+    def dataset_hyperparameters(self, dataset_json: dict) -> dict:
+        """``{"outside_image_background": value}`` when ``dataset.json`` declares the key, else nothing.
+
+        A dataset whose converter labelled background outside the image's non-zero region says so in its
+        ``dataset.json``: the labels there only reach the loss when -1 counts as background, so a trainer that
+        ignored the declaration would silently train on a dataset without them.
+        """
+        value = dataset_json.get(OUTSIDE_IMAGE_BACKGROUND_KEY)
+        return {} if value is None else {"outside_image_background": value}
 
     def on_train_start(self):
         if not self.was_initialized:

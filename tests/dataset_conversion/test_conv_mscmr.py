@@ -82,8 +82,11 @@ def test_zero_border_background(mscmr_layout, nnunet_env):
     assert np.array_equal(label, expected) and label[0, 4, 10] == 4
     val = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTr/subject01.nii.gz")))
     assert np.array_equal(val, heart(seed=1))   # dense labels untouched
-    assert "zero-intensity" in json.loads((out / "dataset.json").read_text())["description"]
+    declared = json.loads((out / "dataset.json").read_text())
+    assert "zero-intensity" in declared["description"] and declared["outside_image_background"] is True
     _run([source, "-d", 6])
+    assert "outside_image_background" not in json.loads(
+        (nnunet_env[0] / "Dataset006_MSCMRScribble/dataset.json").read_text())
     plain = nnunet_env[0] / "Dataset006_MSCMRScribble/labelsTr/subject02.nii.gz"
     plain = sitk.GetArrayFromImage(sitk.ReadImage(str(plain)))
     assert np.array_equal(plain, scribble_from(dense))

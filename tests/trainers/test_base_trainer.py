@@ -324,3 +324,18 @@ def test_dense_validation_scores_only_cases_with_dense_labels(make_trainer, nnun
     assert [c["case"] for c in summary["cases"]] == ["b"] and summary["per_class"]["LV"]["Dice"]["mean"] == 1.0
     log = open(trainer.log_file).read()
     assert "No dense labels in" in log and "1 of 2 validation cases; the others have no dense label" in log
+
+
+def test_dataset_json_declares_outside_image_background(make_trainer, monkeypatch):
+    monkeypatch.delenv("nnUNet_scribble_hparams", raising=False)
+    declared = {**DATASET_JSON, "outside_image_background": True}
+    trainer = make_trainer(nnUNetTrainerScribble, dataset_json=declared, initialize=False)
+    assert trainer.outside_image_background is True and trainer.dataset_overrides == {"outside_image_background": True}
+    assert make_trainer(nnUNetTrainerScribble, initialize=False).outside_image_background is False
+    # the environment still wins over the dataset's declaration
+    monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": false}')
+    assert make_trainer(nnUNetTrainerScribble, dataset_json=declared, initialize=False).outside_image_background is False
+    # a mistyped declaration names the dataset.json and the expected type
+    with pytest.raises(ValueError, match=r"dataset\.json of .*'outside_image_background' expects bool.*'yes'"):
+        make_trainer(nnUNetTrainerScribble, dataset_json={**DATASET_JSON, "outside_image_background": "yes"},
+                     initialize=False)
