@@ -103,10 +103,9 @@ class TrainerCommon(nnUNetTrainer):
                  device: torch.device = torch.device("cuda")):
         super().__init__(plans, configuration, fold, dataset_json, device)
         hp.apply_overrides(self, self.trainer_defaults, f"{type(self).__name__}.trainer_defaults")
-        declared = self.dataset_hyperparameters(dataset_json)
-        if declared:
-            source = f"dataset.json of {plans.get('dataset_name', '<dataset>')}"
-            self.dataset_overrides = hp.apply_overrides(self, declared, source)
+        source = f"dataset.json of {plans.get('dataset_name', '<dataset>')}"
+        self.dataset_overrides = hp.apply_overrides(self, self.dataset_hyperparameters(dataset_json), source)
+        if self.dataset_overrides:
             self.print_to_log_file(f"Hyperparameters set by the {source}: {self.dataset_overrides}")
         self.hparam_overrides = hp.apply_overrides(self, hp.parse_env_overrides(), hp.HPARAMS_ENV)
         if self.hparam_overrides:

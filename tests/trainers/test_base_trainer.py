@@ -331,7 +331,8 @@ def test_dataset_json_declares_outside_image_background(make_trainer, monkeypatc
     declared = {**DATASET_JSON, "outside_image_background": True}
     trainer = make_trainer(nnUNetTrainerScribble, dataset_json=declared, initialize=False)
     assert trainer.outside_image_background is True and trainer.dataset_overrides == {"outside_image_background": True}
-    assert make_trainer(nnUNetTrainerScribble, initialize=False).outside_image_background is False
+    plain = make_trainer(nnUNetTrainerScribble, initialize=False)
+    assert plain.outside_image_background is False and plain.dataset_overrides == {}
     # the environment still wins over the dataset's declaration
     monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": false}')
     assert make_trainer(nnUNetTrainerScribble, dataset_json=declared, initialize=False).outside_image_background is False
