@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from nnunet_helpers import synthetic_batch
+from nnunet_helpers import DATASET_JSON, synthetic_batch
 
 from nnunet_scribble.losses.cspnet import distance_perception_loss, label_smoothed_ce, lorm_loss
 from nnunet_scribble.networks import LoRMHead, MultiDecoderNetwork
@@ -139,3 +139,12 @@ def test_cascaded_configuration_is_refused(make_trainer):
     plans["configurations"][config]["previous_stage"] = "3d_lowres"
     with pytest.raises(ValueError, match="cascaded configuration"):
         nnUNetTrainerCSPNet(plans, config, 0, dict(DATASET_JSON), torch.device("cpu"))
+
+
+def test_cspnet_does_not_follow_a_declared_outside_image_background(make_trainer, monkeypatch):
+    monkeypatch.delenv("nnUNet_scribble_hparams", raising=False)
+    declared = {**DATASET_JSON, "outside_image_background": True}
+    trainer = make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False)
+    assert trainer.outside_image_background is False and trainer.dataset_overrides == {}
+    monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
+    assert make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False).outside_image_background
