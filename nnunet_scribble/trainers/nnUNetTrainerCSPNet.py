@@ -114,7 +114,7 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         if declared.pop("outside_image_background", False):
             self.print_to_log_file(
                 "dataset.json declares outside_image_background; nnUNetTrainerCSPNet does not follow it (its stage-1 "
-                "pseudo labels collapse to background then, see the class docstring): voxels nnU-Net marks -1 stay "
+                "pseudo labels collapsed to background with it, see benchmarks/README.md): voxels nnU-Net marks -1 stay "
                 "ignored. Set nnUNet_scribble_hparams='{\"outside_image_background\": true}' to override.",
                 also_print_to_console=True)
         return declared
