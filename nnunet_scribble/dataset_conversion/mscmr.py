@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zero_border_background", action="store_true",
                         help="label the unannotated voxels of the exact-zero region touching each slice's border "
                              "(outside the body) background in the training scribbles and declare "
-                             "outside_image_background in dataset.json (the scribble trainers but CSPNet follow it); not the "
-                             "papers' protocol")
+                             "outside_image_background in dataset.json (the scribble trainers but CSPNet follow "
+                             "it); not the papers' protocol")
     return parser
 
 
