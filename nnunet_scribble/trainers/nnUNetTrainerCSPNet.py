@@ -115,7 +115,8 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
             self.print_to_log_file(
                 "dataset.json declares outside_image_background; nnUNetTrainerCSPNet does not follow it (its "
                 "stage-1 pseudo labels collapsed to background with it, see benchmarks/README.md): voxels nnU-Net "
-                "marks -1 stay ignored. Set nnUNet_scribble_hparams='{\"outside_image_background\": true}' to override.",
+                "marks -1 stay ignored. Set nnUNet_scribble_hparams='{\"outside_image_background\": true}' to "
+                "override.",
                 also_print_to_console=True)
         return declared
 
