@@ -111,7 +111,8 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         (mean Dice 25.4, RV 0). So CSPNet keeps -1 ignored unless ``nnUNet_scribble_hparams`` sets it explicitly.
         """
         declared = super().dataset_hyperparameters(dataset_json)
-        if declared.pop("outside_image_background", False):
+        if declared.get("outside_image_background") is True:  # anything else: the base type check reports it
+            del declared["outside_image_background"]
             self.print_to_log_file(
                 "dataset.json declares outside_image_background; nnUNetTrainerCSPNet does not follow it (its "
                 "stage-1 pseudo labels collapsed to background with it, see benchmarks/README.md): voxels nnU-Net "
