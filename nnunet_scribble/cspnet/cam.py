@@ -8,7 +8,7 @@ never released that stage. Here it is rebuilt inside nnU-Net:
   over the foreground classes whose spatial mean is the image-level logit (global average pooling and a linear layer
   commute, so the classifier's pre-activation map *is* the CAM of eq. 10 up to the ReLU), and a shallow
   segmentation head (two convolutions, the "shallow FOV" of the paper) trained on the scribbles;
-- :func:`stage1_loss`: eq. 9, ``λ_cls·soft-margin + λ_segs·pCE``;
+- :func:`stage1_loss`: eq. 9, ``λ_cls·soft-margin + λ_segs·pCE`` (optionally class-balanced pCE, not in the paper);
 - :func:`normalise_cams`, :func:`cams_to_pseudo_label`, :func:`threshold_scores`: CAMs of the classes present in the
   image (from its scribbles) divided by their maximum, thresholded and merged into one label map (argmax over the
   classes whose CAM passes the threshold, background elsewhere), scribble voxels overriding the result.
@@ -83,24 +83,38 @@ def image_level_labels(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
 
 
 def stage1_loss(class_logits: torch.Tensor, seg_logits: torch.Tensor, labels: torch.Tensor, ignore_label: int,
-                lambda_cls: float, lambda_segs: float) -> tuple[torch.Tensor, torch.Tensor]:
+                lambda_cls: float, lambda_segs: float,
+                class_balanced: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Eq. 9: the two terms ``(L_cls, L_segs)``; the total is ``lambda_cls * L_cls + lambda_segs * L_segs``.
 
     ``L_cls`` is PyTorch's multi-label soft-margin loss against :func:`image_level_labels` of the (augmented) patch;
     ``L_segs`` the partial CE of eq. 7 over annotated voxels (0, finite and graph-connected when there is none).
     The weights are returned to the caller's sum, not applied here.
+
+    Args:
+        class_balanced: ``L_segs`` is the mean over the classes annotated in the batch of each class's mean CE
+            instead of the mean over annotated voxels (equal when every class has the same number of voxels).
+            Not in the paper: for label maps whose background dominates the annotation (a labelled region outside
+            the image, ``outside_image_background``), where the plain mean is minimised by predicting background
+            everywhere (benchmarks/README.md, MSCMRseg).
     """
     if labels.ndim == seg_logits.ndim:
         labels = labels[:, 0]
-    targets = image_level_labels(labels, seg_logits.shape[1])
+    num_classes = seg_logits.shape[1]
+    targets = image_level_labels(labels, num_classes)
     l_cls = F.multilabel_soft_margin_loss(class_logits.float(), targets)
-    annotated = (labels >= 0) & (labels < seg_logits.shape[1]) & (labels != ignore_label)
-    if annotated.any():
-        ce = F.cross_entropy(seg_logits.float(), torch.where(annotated, labels, 0).long(), reduction="none")
-        l_seg = (ce * annotated).sum() / annotated.sum()
-    else:
-        l_seg = seg_logits.sum() * 0.0
-    return l_cls, l_seg
+    annotated = (labels >= 0) & (labels < num_classes) & (labels != ignore_label)
+    if not annotated.any():
+        return l_cls, seg_logits.sum() * 0.0
+    target = torch.where(annotated, labels, 0).long()
+    ce = F.cross_entropy(seg_logits.float(), target, reduction="none")
+    if not class_balanced:
+        return l_cls, (ce * annotated).sum() / annotated.sum()
+    one_hot = F.one_hot(target, num_classes) * annotated.unsqueeze(-1)  # (B, *spatial, K)
+    counts = one_hot.flatten(0, -2).sum(0)
+    per_class = (ce.unsqueeze(-1) * one_hot).flatten(0, -2).sum(0) / counts.clamp_min(1)
+    present = counts > 0
+    return l_cls, per_class[present].mean()
 
 
 def normalise_cams(cams: torch.Tensor, present: torch.Tensor | Sequence[bool], eps: float = 1e-5) -> torch.Tensor:

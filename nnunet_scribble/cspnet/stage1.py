@@ -155,6 +155,13 @@ def stage1_iterations(trainer: nnUNetTrainerCSPNet) -> int:
     return max(1, int(round(trainer.stage1_fraction * trainer.num_epochs * trainer.num_iterations_per_epoch)))
 
 
+def stage1_settings(trainer: nnUNetTrainerCSPNet) -> dict:
+    """What makes one stage-1 network differ from another; a checkpoint made with other settings is not resumed."""
+    return {"iterations": stage1_iterations(trainer), "cam_stage": trainer.cam_stage(),
+            "lambda_cls": float(trainer.lambda_cls), "lambda_segs": float(trainer.lambda_segs_stage1),
+            "class_balanced": bool(trainer.stage1_class_balanced)}
+
+
 def build_cam_network(trainer: nnUNetTrainerCSPNet) -> CAMNetwork:
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
     base = nnUNetTrainer.build_network_architecture(
@@ -180,9 +187,16 @@ def train_stage1(trainer: nnUNetTrainerCSPNet, dataloader) -> CAMNetwork:
     ckpt_dir = os.path.join(trainer.output_folder, STAGE1_FOLDER)
     ckpt_file = os.path.join(ckpt_dir, "checkpoint_stage1.pth")
     os.makedirs(ckpt_dir, exist_ok=True)
+    settings = stage1_settings(trainer)
     start = 0
-    if os.path.isfile(ckpt_file):
-        ckpt = torch.load(ckpt_file, map_location=device, weights_only=False)
+    ckpt = torch.load(ckpt_file, map_location=device, weights_only=False) if os.path.isfile(ckpt_file) else None
+    # checkpoints written before the settings were recorded used the plain pCE; other fields then count as equal
+    recorded = {**settings, "class_balanced": False, **ckpt.get("settings", {})} if ckpt is not None else None
+    if ckpt is not None and recorded != settings:
+        trainer.print_to_log_file(f"CSPNet stage 1: {ckpt_file} was trained with {recorded}, not {settings}; "
+                                  f"training stage 1 afresh", also_print_to_console=True)
+        ckpt = None
+    if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         if scaler is not None and ckpt.get("grad_scaler") is not None:
@@ -191,7 +205,7 @@ def train_stage1(trainer: nnUNetTrainerCSPNet, dataloader) -> CAMNetwork:
         trainer.print_to_log_file(f"CSPNet stage 1: resuming from {ckpt_file} at iteration {start}/{total}")
     trainer.print_to_log_file(f"CSPNet stage 1: training the CAM network (encoder stage {trainer.cam_stage()}) for "
                               f"{total} iterations (lambda_cls {trainer.lambda_cls}, lambda_segs "
-                              f"{trainer.lambda_segs_stage1})")
+                              f"{trainer.lambda_segs_stage1}, class-balanced pCE {trainer.stage1_class_balanced})")
     ignore = trainer.label_manager.ignore_label
     every = max(1, trainer.num_iterations_per_epoch)
     model.train()
@@ -208,7 +222,7 @@ def train_stage1(trainer: nnUNetTrainerCSPNet, dataloader) -> CAMNetwork:
         with torch.autocast(device.type, enabled=True) if device.type == "cuda" else dummy_context():
             class_logits, _, seg_logits = model(data)
             l_cls, l_seg = stage1_loss(class_logits, seg_logits, labels, ignore, trainer.lambda_cls,
-                                       trainer.lambda_segs_stage1)
+                                       trainer.lambda_segs_stage1, trainer.stage1_class_balanced)
             loss = trainer.lambda_cls * l_cls + trainer.lambda_segs_stage1 * l_seg
         if scaler is not None:
             scaler.scale(loss).backward()
@@ -227,6 +241,7 @@ def train_stage1(trainer: nnUNetTrainerCSPNet, dataloader) -> CAMNetwork:
                                       f"segs {sums[1] / n:.4f}, lr {lr:.5f}, {time.time() - t0:.1f} s")
             sums, t0 = np.zeros(2), time.time()
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "iteration": it + 1,
+                     "settings": settings,
                      "grad_scaler": scaler.state_dict() if scaler is not None else None}
             atomic_torch_save(state, ckpt_file)
     return model
@@ -337,6 +352,7 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
     manifest = {"source": "stage1", "pseudo_label_source": source, "max_distance": trainer.pseudo_label_max_distance,
                 "threshold": threshold if source == "cam" else None, "scribble_recall": recall,
                 "cam_stage": trainer.cam_stage(), "stage1_iterations": stage1_iterations(trainer),
+                "stage1_class_balanced": bool(trainer.stage1_class_balanced),
                 "cases": identifiers, "file_ending": file_ending(trainer.dataset_class),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     with staged_folder(folder) as tmp:

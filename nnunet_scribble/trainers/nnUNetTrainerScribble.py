@@ -127,6 +127,13 @@ class nnUNetTrainerScribble(TrainerCommon):
         value = dataset_json.get(OUTSIDE_IMAGE_BACKGROUND_KEY)
         return {} if value is None else {"outside_image_background": value}
 
+    def outside_is_background(self) -> bool:
+        """Whether the transforms being built map nnU-Net's -1 to background (else to the ignore label).
+
+        ``outside_image_background``; a method with a phase that must not see that background overrides this.
+        """
+        return self.outside_image_background
+
     def on_train_start(self):
         if not self.was_initialized:
             self.initialize()
@@ -186,7 +193,7 @@ class nnUNetTrainerScribble(TrainerCommon):
         transforms = nnUNetTrainer.get_training_transforms(
             patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
             use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
-        if ignore_label is not None and not self.outside_image_background:
+        if ignore_label is not None and not self.outside_is_background():
             replace_outside_image_label(transforms, ignore_label)
         extra = self.extra_target_transforms()
         if extra:
@@ -201,7 +208,7 @@ class nnUNetTrainerScribble(TrainerCommon):
         # an instance method (nnU-Net's is static, always called through self) to read outside_image_background
         transforms = nnUNetTrainer.get_validation_transforms(deep_supervision_scales, is_cascaded,
                                                              foreground_labels, regions, ignore_label)
-        if ignore_label is not None and not self.outside_image_background:
+        if ignore_label is not None and not self.outside_is_background():
             replace_outside_image_label(transforms, ignore_label)
         return transforms
 

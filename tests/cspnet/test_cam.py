@@ -60,6 +60,37 @@ def test_stage1_loss_values_by_hand():
     assert l_seg.item() == pytest.approx(expected_seg, rel=1e-6)
 
 
+def test_class_balanced_stage1_loss_by_hand_and_invariant_to_background_size():
+    # voxel 0: class 1 (CE -log 1/2); voxels 1-3: background (CE -log 1/3 each); voxel 4 ignored; 5 outside (-1)
+    seg = torch.zeros(1, 3, 1, 6)
+    seg[0, 1, 0, 0] = math.log(2)
+    labels = torch.tensor([[[1, 0, 0, 0, 3, -1]]])
+    cls = torch.zeros(1, 2)
+    _, plain = stage1_loss(cls, seg, labels, 3, 1.0, 1.0)
+    _, balanced = stage1_loss(cls, seg, labels, 3, 1.0, 1.0, class_balanced=True)
+    assert plain.item() == pytest.approx((math.log(2) + 3 * math.log(3)) / 4, rel=1e-6)
+    assert balanced.item() == pytest.approx((math.log(2) + math.log(3)) / 2, rel=1e-6)
+    # more labelled background (the outside-image region marked 0) leaves the balanced loss unchanged
+    _, balanced_more_bg = stage1_loss(cls, seg, torch.tensor([[[1, 0, 0, 0, 0, 0]]]), 3, 1.0, 1.0,
+                                      class_balanced=True)
+    assert balanced_more_bg.item() == pytest.approx(balanced.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("spatial", [(4, 4), (2, 3, 4)])
+def test_class_balanced_stage1_loss_equals_plain_for_equal_counts_and_ignores_unannotated(spatial):
+    torch.manual_seed(0)
+    seg = torch.randn(2, 3, *spatial, requires_grad=True)
+    labels = torch.arange(2 * int(np.prod(spatial))).reshape(2, *spatial) % 4  # 0, 1, 2 equally often; 3 ignored
+    assert len({(labels == c).sum().item() for c in range(3)}) == 1
+    _, plain = stage1_loss(torch.zeros(2, 2), seg, labels, 3, 1.0, 1.0)
+    _, balanced = stage1_loss(torch.zeros(2, 2), seg, labels, 3, 1.0, 1.0, class_balanced=True)
+    assert balanced.item() == pytest.approx(plain.item(), rel=1e-6)
+    balanced.backward()
+    unannotated = (labels == 3).unsqueeze(1).expand_as(seg)
+    assert seg.grad[unannotated].abs().max().item() == 0.0
+    assert seg.grad[~unannotated].abs().max().item() > 0.0
+
+
 def test_stage1_loss_without_annotation_is_finite():
     seg = torch.randn(2, 3, 4, 4, requires_grad=True)
     cls = torch.randn(2, 2, requires_grad=True)

@@ -94,6 +94,12 @@ def test_interrupted_stage1_resumes_from_its_checkpoint_cam_labels(dataset):
     log = _train(dataset, extra_args=["--c"], fold=1, schedule=cam)
     assert "resuming from" in log and "at iteration 2/2" in log
     assert (folder / stage1.MANIFEST).is_file() and not Path(str(folder) + ".tmp-12345").exists()
+    # other stage-1 settings: their own folder, and the finished checkpoint of the plain loss is not resumed
+    balanced = {**cam, "stage1_class_balanced": True}
+    log = _train(dataset, fold=1, schedule=balanced)
+    assert "training stage 1 afresh" in log and "resuming from" not in log and "class-balanced pCE True" in log
+    manifest = json.loads((_folder(dataset, fold=1, suffix="__cam__balanced") / stage1.MANIFEST).read_text())
+    assert manifest["stage1_class_balanced"] is True
 
 
 @pytest.mark.slow

@@ -141,10 +141,30 @@ def test_cascaded_configuration_is_refused(make_trainer):
         nnUNetTrainerCSPNet(plans, config, 0, dict(DATASET_JSON), torch.device("cpu"))
 
 
-def test_cspnet_does_not_follow_a_declared_outside_image_background(make_trainer, monkeypatch):
+def test_cspnet_follows_a_declared_outside_image_background_in_stage_2_only(make_trainer, monkeypatch):
+    from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
+
     monkeypatch.delenv("nnUNet_scribble_hparams", raising=False)
     declared = {**DATASET_JSON, "outside_image_background": True}
-    trainer = make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False)
-    assert trainer.outside_image_background is False and trainer.dataset_overrides == {}
-    monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
-    assert make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False).outside_image_background
+    trainer = make_trainer(nnUNetTrainerCSPNet, dataset_json=declared)
+    assert trainer.outside_image_background is True
+    patch = trainer.configuration_manager.patch_size
+    rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+
+    def minus_one_becomes():
+        found = []
+        stack = [trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=IGNORE),
+                 trainer.get_validation_transforms(None, ignore_label=IGNORE)]
+        while stack:
+            t = stack.pop()
+            if isinstance(t, RemoveLabelTransform) and t.label_value == -1:
+                found.append(t.set_to)
+            stack.extend(getattr(t, "transforms", None) or [])
+            stack.extend([t.transform] if hasattr(t, "transform") else [])
+        return found
+
+    assert minus_one_becomes() == [0, 0]  # stage 2 (the default phase)
+    trainer._stage = 1
+    assert minus_one_becomes() == [IGNORE, IGNORE]
+    trainer._stage = 2
+    assert make_trainer(nnUNetTrainerCSPNet).outside_is_background() is False
