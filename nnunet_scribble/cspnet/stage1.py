@@ -3,12 +3,12 @@
 Storage ("next to the preprocessed data"): ``$nnUNet_preprocessed/<dataset>/cspnet_pseudo_labels/<key>/`` with one
 file per training case in the preprocessed grid, in the format of the preprocessed dataset (``<case>.b2nd`` for
 nnU-Net's default blosc2 datasets, ``<case>.npy`` for numpy datasets), int8 labels ``0..K-1`` (the ignore label where
-there is none, -1 outside the non-zero crop), shaped like the case's ``seg`` without its channel axis — the layout of
-nnU-Net's cascade inputs, so nnU-Net's own data loader crops and augments it together with the scribbles. A
-``pseudo_labels.json`` manifest records where the labels came from (stage 1 with its threshold, or a user folder), the
-cases, and their Dice against dense labels when the raw dataset has ``labelsTr_dense``. ``<key>`` is
-``<plans>__<configuration>__fold_<f>`` for stage 1 (each fold's stage 1 sees only its training cases) and
-``user_<hash>__<plans>__<configuration>`` for a user folder.
+there is none, also outside the non-zero crop; folders written before 2026-12-05 hold -1 there), shaped like the
+case's ``seg`` without its channel axis — the layout of nnU-Net's cascade inputs, so nnU-Net's own data loader
+crops and augments it together with the scribbles. A ``pseudo_labels.json`` manifest records where the labels came
+from (stage 1 with its threshold, or a user folder), the cases, and their Dice against dense labels when the raw
+dataset has ``labelsTr_dense``. ``<key>`` is ``<plans>__<configuration>__fold_<f>`` for stage 1 (each fold's stage 1
+sees only its training cases) and ``user_<hash>__<plans>__<configuration>`` for a user folder.
 
 Every folder is written to ``<key>.tmp-<pid>`` and renamed at the end (atomic): a folder that exists is complete.
 Stage 1 checkpoints itself to ``fold_<f>/cspnet_stage1/checkpoint_stage1.pth`` (atomic) every
@@ -352,7 +352,7 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
     manifest = {"source": "stage1", "pseudo_label_source": source, "max_distance": trainer.pseudo_label_max_distance,
                 "threshold": threshold if source == "cam" else None, "scribble_recall": recall,
                 "cam_stage": trainer.cam_stage(), "stage1_iterations": stage1_iterations(trainer),
-                "stage1_class_balanced": bool(trainer.stage1_class_balanced),
+                "stage1_class_balanced": bool(trainer.stage1_class_balanced), "outside_crop": "ignore",
                 "cases": identifiers, "file_ending": file_ending(trainer.dataset_class),
                 "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     with staged_folder(folder) as tmp:
@@ -372,7 +372,9 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
                     out[...] = label
                 else:
                     out[index] = label
-            out[seg[0] < 0] = -1  # outside nnU-Net's non-zero crop mask, as in the scribble map
+            # outside nnU-Net's non-zero crop mask: no pseudo label (ignore, not -1, so that it stays unlabelled when
+            # outside_image_background maps the loader's -1 to background; MSCMRseg evidence in the CSPNet trainer)
+            out[seg[0] < 0] = ignore
             save_label(os.path.join(tmp, identifier), out, trainer.dataset_class)
         save_json(manifest, os.path.join(tmp, MANIFEST))
     trainer.print_to_log_file(f"CSPNet stage 1: pseudo labels ({source}) of {len(identifiers)} cases written to "
@@ -410,7 +412,7 @@ def import_user_pseudo_labels(trainer: nnUNetTrainerCSPNet, raw_folder: str, ide
     files = get_filenames_of_train_images_and_targets(raw_dataset, trainer.dataset_json)
     preprocessor = trainer.configuration_manager.preprocessor_class(verbose=False)
     rw = trainer.plans_manager.image_reader_writer_class()
-    manifest = {"source": f"user:{os.path.abspath(raw_folder)}", "cases": identifiers,
+    manifest = {"source": f"user:{os.path.abspath(raw_folder)}", "cases": identifiers, "outside_crop": "ignore",
                 "file_ending": file_ending(trainer.dataset_class), "created": time.strftime("%Y-%m-%d %H:%M:%S")}
     with staged_folder(folder) as tmp:
         for identifier in identifiers:
@@ -427,7 +429,9 @@ def import_user_pseudo_labels(trainer: nnUNetTrainerCSPNet, raw_folder: str, ide
                                  f"{ignore})")
             _, seg, _ = preprocessor.run_case(files[identifier]["images"], label_file, trainer.plans_manager,
                                               trainer.configuration_manager, trainer.dataset_json)
-            save_label(os.path.join(tmp, identifier), seg[0], trainer.dataset_class)
+            label = seg[0]
+            label[label < 0] = ignore  # outside nnU-Net's non-zero crop mask, as in generate_pseudo_labels
+            save_label(os.path.join(tmp, identifier), label, trainer.dataset_class)
         save_json(manifest, os.path.join(tmp, MANIFEST))
     trainer.print_to_log_file(f"CSPNet: imported {len(identifiers)} pseudo labels from {raw_folder} into {folder}")
     return manifest

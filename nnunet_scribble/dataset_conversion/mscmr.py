@@ -25,7 +25,7 @@ classes. For dense labels nnU-Net's ``crop_to_nonzero`` makes that region backgr
 there blocks it. nnU-Net's preprocessing writes -1 into these background labels (they lie outside its non-zero
 mask), and the scribble trainers ignore -1 by default; the converter therefore writes
 ``"outside_image_background": true`` into ``dataset.json``, which the scribble trainers read (their hyperparameter of
-that name; CSPNet's stage 1 excepted, see its trainer) so that -1 counts as background. Not part of the
+that name; CSPNet excepted, which collapses with it) so that -1 counts as background. Not part of the
 papers' protocol (they crop 212 or 256 pixels around the centre, which removes most of that region);
 benchmarks/README.md reports its effect.
 """
@@ -145,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zero_border_background", action="store_true",
                         help="label the unannotated voxels of the exact-zero region touching each slice's border "
                              "(outside the body) background in the training scribbles and declare "
-                             "outside_image_background in dataset.json (the scribble trainers follow it); not the "
-                             "papers' protocol")
+                             "outside_image_background in dataset.json (the scribble trainers but CSPNet follow "
+                             "it); not the papers' protocol")
     return parser
 
 

@@ -59,13 +59,15 @@ def test_stage1_writes_pseudo_labels_then_stage2_trains_predicts_and_reuses_them
     assert manifest["pseudo_label_source"] == "segmentation" and "dice_vs_dense" in manifest
     assert "CSPNet stage 1: iteration 2/2" in log and f"pseudo labels (segmentation) of {len(keys)} cases" in log
     assert "loss terms: segs" in log and "lorm" in log and "CSPNet pseudo labels against dense labels" in log
-    # one int8 map per training case on the preprocessed grid, classes 0..3 (and -1 outside the crop mask)
+    # one int8 map per training case on the preprocessed grid, classes 0..3 (and the ignore label 4 where there is
+    # none, also outside the crop mask, where the scribble map holds -1)
     from nnunetv2.training.dataloading.nnunet_dataset import nnUNetDatasetBlosc2
     data = nnUNetDatasetBlosc2(str(dataset["pre"] / "nnUNetPlans_2d"), keys)  # the preset plans reuse these data
     for key in keys:
         label = stage1.load_label(str(folder / key), nnUNetDatasetBlosc2)
         seg = np.asarray(data.load_case(key)[1][:])
-        assert label.shape == seg.shape[1:] and set(np.unique(label)) <= {-1, 0, 1, 2, 3}
+        assert label.shape == seg.shape[1:] and set(np.unique(label)) <= {0, 1, 2, 3, 4}
+        assert (label[seg[0] < 0] == 4).all() and manifest["outside_crop"] == "ignore"
         annotated = (seg[0] >= 0) & (seg[0] < 4)
         assert (label[annotated] == seg[0][annotated]).all()  # scribbles override the CAM labels
     fold = dataset["res"] / dataset["raw"].name / f"{TRAINER}__{dataset['plans']}__2d" / "fold_0"

@@ -141,12 +141,20 @@ def test_cascaded_configuration_is_refused(make_trainer):
         nnUNetTrainerCSPNet(plans, config, 0, dict(DATASET_JSON), torch.device("cpu"))
 
 
-def test_cspnet_follows_a_declared_outside_image_background_in_stage_2_only(make_trainer, monkeypatch):
-    from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
-
+def test_cspnet_does_not_follow_a_declared_outside_image_background(make_trainer, monkeypatch):
     monkeypatch.delenv("nnUNet_scribble_hparams", raising=False)
     declared = {**DATASET_JSON, "outside_image_background": True}
-    trainer = make_trainer(nnUNetTrainerCSPNet, dataset_json=declared)
+    trainer = make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False)
+    assert trainer.outside_image_background is False and trainer.dataset_overrides == {}
+    monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
+    assert make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False).outside_image_background
+
+
+def test_forced_outside_image_background_applies_to_stage_2_only(make_trainer, monkeypatch):
+    from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
+
+    monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
+    trainer = make_trainer(nnUNetTrainerCSPNet)
     assert trainer.outside_image_background is True
     patch = trainer.configuration_manager.patch_size
     rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
@@ -167,4 +175,5 @@ def test_cspnet_follows_a_declared_outside_image_background_in_stage_2_only(make
     trainer._stage = 1
     assert minus_one_becomes() == [IGNORE, IGNORE]
     trainer._stage = 2
+    monkeypatch.delenv("nnUNet_scribble_hparams")
     assert make_trainer(nnUNetTrainerCSPNet).outside_is_background() is False
