@@ -120,6 +120,8 @@ def test_user_pseudo_labels_are_preprocessed_onto_the_scribble_grid(dataset):
         label = stage1.load_label(str(folder / k), nnUNetDatasetBlosc2)
         annotated = (seg >= 0) & (seg < 4)
         assert (label[annotated] == seg[annotated]).mean() > 0.99  # dense labels agree with their scribbles
+        assert label.min() >= 0 and (label[seg < 0] == 4).all()  # nnU-Net's -1 outside the crop becomes ignore
+    assert manifest["outside_crop"] == "ignore"
 
 
 def _in_process_trainer(dataset, monkeypatch, **hparams):
