@@ -58,3 +58,18 @@ def synthetic_batch(trainer, annotated: float = 0.1, seed: int = 0) -> dict:
     targets = [torch.nn.functional.interpolate(seg.float(), scale_factor=s, mode="nearest-exact").long()
                for s in scales]
     return {"data": data, "target": targets}
+
+
+def remove_label_transforms(transform) -> list:
+    """Every ``RemoveLabelTransform`` inside a (nested) batchgeneratorsv2 transform pipeline."""
+    from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
+
+    found, stack = [], [transform]
+    while stack:
+        x = stack.pop()
+        if isinstance(x, RemoveLabelTransform):
+            found.append(x)
+        stack.extend(getattr(x, "transforms", []) or [])
+        if hasattr(x, "transform"):
+            stack.append(x.transform)
+    return found

@@ -8,8 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
-from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
-from nnunet_helpers import DATASET_JSON, synthetic_batch
+from nnunet_helpers import DATASET_JSON, remove_label_transforms, synthetic_batch
 
 from nnunet_scribble.trainers import nnUNetTrainerFullySupervised, nnUNetTrainerScribble
 from nnunet_scribble.trainers.common import TERM_PREFIX
@@ -101,25 +100,13 @@ def test_batch_without_annotation_gives_finite_loss(make_trainer):
 
 
 # ----------------------------------------------------------------------------- outside the image = ignore
-def _remove_label_transforms(t):
-    found, stack = [], [t]
-    while stack:
-        x = stack.pop()
-        if isinstance(x, RemoveLabelTransform):
-            found.append(x)
-        stack.extend(getattr(x, "transforms", []) or [])
-        if hasattr(x, "transform"):
-            stack.append(x.transform)
-    return found
-
-
 @pytest.mark.parametrize("dim", [2, 3])
 def test_outside_image_becomes_ignore_in_training_and_validation_pipelines(make_trainer, dim):
     trainer = make_trainer(nnUNetTrainerScribble, dim=dim)
     patch = trainer.configuration_manager.patch_size
     rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     tr = trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=4)
-    found = _remove_label_transforms(tr)
+    found = remove_label_transforms(tr)
     assert [(t.label_value, t.set_to) for t in found] == [(-1, 4)]
 
     val = trainer.get_validation_transforms(None, ignore_label=4)
@@ -136,7 +123,7 @@ def test_outside_image_background_keeps_nnunets_minus_one_to_background(make_tra
     patch = trainer.configuration_manager.patch_size
     rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     tr = trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=4)
-    assert [(t.label_value, t.set_to) for t in _remove_label_transforms(tr)] == [(-1, 0)]
+    assert [(t.label_value, t.set_to) for t in remove_label_transforms(tr)] == [(-1, 0)]
     val = trainer.get_validation_transforms(None, ignore_label=4)
     seg = torch.full((1, *patch), 4, dtype=torch.int16)
     seg[0, :3, :3] = -1  # e.g. a background label outside nnU-Net's non-zero mask
@@ -150,7 +137,7 @@ def test_stock_trainer_pipeline_is_not_modified(make_trainer):
     patch = trainer.configuration_manager.patch_size
     rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
     tr = nnUNetTrainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=4)
-    assert [(t.label_value, t.set_to) for t in _remove_label_transforms(tr)] == [(-1, 0)]
+    assert [(t.label_value, t.set_to) for t in remove_label_transforms(tr)] == [(-1, 0)]
 
 
 # ----------------------------------------------------------------------------- per-term logging

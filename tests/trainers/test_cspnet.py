@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from nnunet_helpers import DATASET_JSON, synthetic_batch
+from nnunet_helpers import DATASET_JSON, remove_label_transforms, synthetic_batch
 
 from nnunet_scribble.losses.cspnet import distance_perception_loss, label_smoothed_ce, lorm_loss
 from nnunet_scribble.networks import LoRMHead, MultiDecoderNetwork
@@ -151,8 +151,6 @@ def test_cspnet_does_not_follow_a_declared_outside_image_background(make_trainer
 
 
 def test_forced_outside_image_background_applies_to_stage_2_only(make_trainer, monkeypatch):
-    from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
-
     monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
     trainer = make_trainer(nnUNetTrainerCSPNet)
     assert trainer.outside_image_background is True
@@ -160,16 +158,9 @@ def test_forced_outside_image_background_applies_to_stage_2_only(make_trainer, m
     rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
 
     def minus_one_becomes():
-        found = []
-        stack = [trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=IGNORE),
-                 trainer.get_validation_transforms(None, ignore_label=IGNORE)]
-        while stack:
-            t = stack.pop()
-            if isinstance(t, RemoveLabelTransform) and t.label_value == -1:
-                found.append(t.set_to)
-            stack.extend(getattr(t, "transforms", None) or [])
-            stack.extend([t.transform] if hasattr(t, "transform") else [])
-        return found
+        pipelines = [trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=IGNORE),
+                     trainer.get_validation_transforms(None, ignore_label=IGNORE)]
+        return [t.set_to for p in pipelines for t in remove_label_transforms(p) if t.label_value == -1]
 
     assert minus_one_becomes() == [0, 0]  # stage 2 (the default phase)
     trainer._stage = 1
