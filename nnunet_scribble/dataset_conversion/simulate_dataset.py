@@ -76,7 +76,7 @@ def convert(args: argparse.Namespace) -> None:
     with staged_dataset_folder(final, args.overwrite) as out:
         jobs = [(j[0], out, *j[2:]) for j in jobs]
         if args.num_processes > 1:
-            with multiprocessing.get_context("fork").Pool(args.num_processes) as pool:
+            with multiprocessing.get_context("spawn").Pool(args.num_processes) as pool:
                 list(cli.progress(pool.imap(_job, jobs), "simulate", total=len(jobs)))
         else:
             for job in cli.progress(jobs, "simulate"):
