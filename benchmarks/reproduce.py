@@ -6,8 +6,10 @@ converted dataset, nnU-Net's plans; trained models through ``--reuse``), so an i
 running the same command again:
 
     acdc         ACDC 2d fold 0, all trainers, two runs each (the ACDC run-0 and repeats tables)
-    mscmr        MSCMRseg 2d, the scribble trainers, 25 scribbled -> 5 dense subjects (half in-plane resolution)
-    mscmr_zero_border  the same with the zero-intensity slice borders labelled and trained as background (528)
+    mscmr        MSCMRseg 2d, the scribble trainers, 25 scribbled -> 5 dense subjects (half in-plane resolution),
+                 the papers' scribbles unchanged (Dataset028, converted with --no-zero_border_background)
+    mscmr_zero_border  the same with the zero-intensity slice borders labelled and trained as background (528;
+                 the converter's default)
     robustness   ACDC under shrink/drop 30/50 % and three simulated annotators (robustness table)
     cost         training step, memory, FLOPs, data pipeline and inference vs nnUNetTrainer (cost table)
     cpl_targets  MaCo's L_con targets against the dense labels (MaCo analysis table)
@@ -110,6 +112,21 @@ def has_dataset(root: str, dataset_id: int) -> bool:
     return any(Path(root).glob(f"Dataset{dataset_id:03d}_*/dataset.json"))
 
 
+def check_papers_scribbles(root: str, dataset_id: int) -> None:
+    """Raises SystemExit when an existing ``Dataset<id>`` of ``root`` declares ``outside_image_background``.
+
+    The ``mscmr`` target reproduces the table made with the papers' scribbles; a Dataset028 converted with the
+    converter's default (zero border labelled) would silently give the other table.
+    """
+    for path in Path(root).glob(f"Dataset{dataset_id:03d}_*/dataset.json"):
+        declared = json.loads(path.read_text()).get("outside_image_background")
+        if declared:
+            raise SystemExit(f"{path} declares outside_image_background={declared!r} (converted with the zero border "
+                             f"labelled, the converter's default), but this target needs the papers' scribbles "
+                             f"unchanged: move that dataset away (or use another nnUNet_raw) so that it is "
+                             f"converted again with --no-zero_border_background, or run the mscmr_zero_border target")
+
+
 def has_plans(env: dict, dataset_id: int, plans: str = "nnUNetPlans") -> bool:
     return any(Path(env["nnUNet_preprocessed"]).glob(f"Dataset{dataset_id:03d}_*/{plans}.json"))
 
@@ -173,11 +190,14 @@ def mscmr_steps(args, env: dict, out: Path, common: list[str], zero_border: bool
     -1, which the scribble trainers would otherwise ignore). The converter declares it in ``dataset.json`` and the
     trainers follow that; ``--schedule`` passes it as well, for a Dataset528 converted before the declaration
     existed (commit 0420cf2 and older). Its plans equal Dataset028's but for the foreground
-    intensity statistics, which z-score normalisation does not use.
+    intensity statistics, which z-score normalisation does not use. Without ``zero_border`` Dataset028 holds the
+    papers' scribbles unchanged (``--no-zero_border_background``; the converter's default labels the zero border);
+    an existing Dataset028 that declares ``outside_image_background`` is refused rather than reused.
     """
     data = Path(args.data) / "MSCMR"
     dataset_id = MSCMR_ZERO_BORDER_ID if zero_border else MSCMR_ID
-    extra = ["-d", str(dataset_id), "-n", MSCMR_ZERO_BORDER_NAME, "--zero_border_background"] if zero_border else []
+    extra = (["-d", str(dataset_id), "-n", MSCMR_ZERO_BORDER_NAME, "--zero_border_background"] if zero_border
+             else ["--no-zero_border_background"])   # the papers' scribbles (the converter's default labels it)
     convert = Step(f"convert MSCMRseg (Dataset{dataset_id:03d}: 25 scribbled train, 5 dense in imagesTs"
                    + ("; zero border labelled background)" if zero_border else ")"),
                    [sys.executable, str(REPO / "dataset_conversion" / "Dataset028_MSCMRScribble.py"), str(data),
@@ -185,6 +205,8 @@ def mscmr_steps(args, env: dict, out: Path, common: list[str], zero_border: bool
                    done=lambda: has_dataset(env["nnUNet_raw"], dataset_id))
     if not args.dry_run and not convert.done():
         check_data(data, "the MSCMRseg folder", "holding MSCMR_dataset/train and MSCMR_dataset/val")
+    if not zero_border:
+        check_papers_scribbles(env["nnUNet_raw"], dataset_id)
     trainers = args.trainers or SCRIBBLE_TRAINERS
     folder = f"Dataset{dataset_id:03d}_*"
     return [

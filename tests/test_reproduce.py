@@ -67,8 +67,21 @@ def test_mscmr_zero_border_target_converts_its_own_dataset(folders):
     assert Path(quality[quality.index("--output") + 1]).name == "mscmr_zero_border_2d_cpu"
     plain = _commands(rp, ["mscmr", "--dry_run"])
     assert "--schedule" not in plain[-1]
-    assert "--zero_border_background" not in plain[0] and Path(plain[-1][plain[-1].index("--output") + 1]).name == \
+    assert plain[0][-1] == "--no-zero_border_background" and Path(plain[-1][plain[-1].index("--output") + 1]).name == \
         "mscmr_2d_cpu"
+
+
+def test_mscmr_target_refuses_a_zero_border_dataset028(folders):
+    """A Dataset028 converted with the converter's default (zero border labelled) is not reused by ``mscmr``."""
+    rp = _module()
+    raw = folders / "nnUNet_raw" / "Dataset028_MSCMRScribble"
+    raw.mkdir(parents=True)
+    (raw / "dataset.json").write_text(json.dumps({"labels": {}, "outside_image_background": True}))
+    with pytest.raises(SystemExit, match=r"Dataset028_MSCMRScribble/dataset.json declares outside_image_background"):
+        _commands(rp, ["mscmr", "--dry_run"])
+    assert _commands(rp, ["mscmr_zero_border", "--dry_run"])[0][-1] == "--zero_border_background"
+    (raw / "dataset.json").write_text(json.dumps({"labels": {}}))   # the papers' scribbles: reused
+    assert _commands(rp, ["mscmr", "--dry_run"])[0][-1] == "--no-zero_border_background"
 
 
 def test_other_targets_end_with_their_script(folders):

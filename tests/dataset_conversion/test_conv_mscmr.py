@@ -74,7 +74,7 @@ def test_zero_border_background(mscmr_layout, nnunet_env):
     image[:, 21:] = 0       # a zero band along the bottom border, outside the heart (rows 6-18)
     image[:, 4, 10] = 0     # an isolated dark voxel inside the image: not border-connected
     write_nifti(image, source / "MSCMR_dataset/train/images/subject2_DE.nii.gz")
-    _run([source, "-d", 5, "--zero_border_background"])
+    _run([source, "-d", 5])   # the default
     out = nnunet_env[0] / "Dataset005_MSCMRScribble"
     expected = scribble_from(dense)
     expected[:, 21:] = 0
@@ -84,7 +84,7 @@ def test_zero_border_background(mscmr_layout, nnunet_env):
     assert np.array_equal(val, heart(seed=1))   # dense labels untouched
     declared = json.loads((out / "dataset.json").read_text())
     assert "zero-intensity" in declared["description"] and declared["outside_image_background"] is True
-    _run([source, "-d", 6])
+    _run([source, "-d", 6, "--no-zero_border_background"])   # the papers' scribbles, unchanged
     assert "outside_image_background" not in json.loads(
         (nnunet_env[0] / "Dataset006_MSCMRScribble/dataset.json").read_text())
     plain = nnunet_env[0] / "Dataset006_MSCMRScribble/labelsTr/subject02.nii.gz"
@@ -94,7 +94,7 @@ def test_zero_border_background(mscmr_layout, nnunet_env):
 
 def test_real_mscmr_zero_border_holds_no_heart(real_data, nnunet_env):
     """On the released LGE images the border-connected zeros (a third of a slice) never overlap the dense heart."""
-    _run([real_data / "MSCMR", "--subjects", 13, 8, "--zero_border_background"])
+    _run([real_data / "MSCMR", "--subjects", 13, 8, "--zero_border_background"])   # explicit: same as default
     out = nnunet_env[0] / "Dataset028_MSCMRScribble"
     image = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "imagesTs/subject08_0000.nii.gz")))
     dense = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labelsTs/subject08.nii.gz")))
