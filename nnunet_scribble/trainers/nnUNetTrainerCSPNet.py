@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform
+from batchgeneratorsv2.transforms.utils.remove_label import RemoveLabelTransform
 from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
@@ -19,9 +20,9 @@ from nnunet_scribble.networks import LoRMHead, MultiDecoderNetwork, MultiDecoder
 from nnunet_scribble.networks.heads import stage_closest_to_stride
 from nnunet_scribble.networks.lorm import lorm_stage
 from nnunet_scribble.trainers.common import LossTerms, unwrap_network
-from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
-from nnunet_scribble.transforms.cspnet_maps import (CSPNetMapsTransform, boundary_distance_map,
-                                                    scribble_distance_map)
+from nnunet_scribble.trainers.nnUNetTrainerScribble import OUTSIDE_IMAGE, nnUNetTrainerScribble
+from nnunet_scribble.transforms.cspnet_maps import (CSPNetMapsTransform, PseudoLabelOutsideToBackgroundTransform,
+                                                    boundary_distance_map, scribble_distance_map)
 
 
 class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
@@ -38,9 +39,9 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
     scribbles to background (instead of ToCo's PAR, see :func:`~nnunet_scribble.cspnet.cam.gate_by_scribble_distance`)
     and writes it next to the preprocessed data. A user's own pseudo labels:
     ``pseudo_labels_raw`` = a folder of label files named like ``labelsTr`` (see :mod:`nnunet_scribble.cspnet.stage1`
-    for storage, atomic writes and resuming). Stage 1 always treats nnU-Net's -1 as unannotated
-    (:meth:`outside_is_background`) and the pseudo labels hold the ignore label outside nnU-Net's non-zero crop; a
-    dataset's declared ``outside_image_background`` is not followed (:meth:`dataset_hyperparameters`).
+    for storage, atomic writes and resuming). The scribble terms of both stages treat nnU-Net's -1 as unannotated
+    and the stored pseudo labels hold the ignore label outside nnU-Net's non-zero crop; ``outside_image_background``
+    makes that region background in stage 2's pseudo labels only (:meth:`outside_is_background`).
 
     Stage 2 (eq. 5-19): the pseudo labels are a second segmentation channel read by nnU-Net's loader (the cascade
     mechanism), so they go through exactly the scribbles' spatial augmentation; after it,
@@ -108,37 +109,35 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         self._stage = 2
         self.pseudo_label_folder: str | None = None
 
-    def dataset_hyperparameters(self, dataset_json: dict) -> dict:
-        """The base trainer's, except that a declared ``outside_image_background`` is not followed.
-
-        Benchmark evidence (MSCMRseg with the zero border labelled, benchmarks/README.md, 2026-12-05): following it,
-        CSPNet collapsed (mean Dice 25.4, RV 0). Stage 2 is where: within its first epoch the entropy terms
-        (``ds``, ``dc``) drive the network to confident background everywhere (their values fall from 0.2-0.4 to
-        0.001-0.002 while ``segc`` rises to 4.5), and the online Dice stayed 0 through epoch 30 even with stage-1
-        pseudo labels that hold foreground (stage 1 ignoring the region, :meth:`outside_is_background`). Without
-        ``ds``/``dc`` the same run learns from epoch 1. So CSPNet keeps -1 ignored unless ``nnUNet_scribble_hparams``
-        sets the hyperparameter explicitly.
-        """
-        declared = super().dataset_hyperparameters(dataset_json)
-        if declared.get("outside_image_background") is True:  # anything else: the base type check reports it
-            del declared["outside_image_background"]
-            self.print_to_log_file(
-                "dataset.json declares outside_image_background; nnUNetTrainerCSPNet does not follow it (its "
-                "entropy terms collapsed the network to background with it, see benchmarks/README.md): voxels "
-                "nnU-Net marks -1 stay ignored. Set nnUNet_scribble_hparams='{\"outside_image_background\": true}' "
-                "to override.",
-                also_print_to_console=True)
-        return declared
-
     def outside_is_background(self) -> bool:
-        """Stage 2 follows ``outside_image_background``; stage 1 always ignores nnU-Net's -1 (not in the paper).
+        """Always False: the scribble term (``segs``) and stage 1 keep nnU-Net's -1 unannotated.
 
-        With that region as background (95 % of the labelled voxels on MSCMRseg with the zero border labelled) the
-        short stage 1 predicts background everywhere and its pseudo labels hold no foreground beyond the scribbles;
-        with the region ignored they hold 1.8x / 2.3x / 4.1x the RV / MYO / LV scribble voxels
-        (benchmarks/README.md).
+        With ``outside_image_background`` (e.g. MSCMRseg's zero border labelled, declared in ``dataset.json``) the
+        region outside nnU-Net's non-zero crop is background in the *pseudo labels* of stage 2 instead
+        (:class:`~nnunet_scribble.transforms.cspnet_maps.PseudoLabelOutsideToBackgroundTransform`), so ``segc`` and
+        the distance maps supervise it, not ``segs``. Not in the paper. Benchmark evidence (MSCMRseg with the zero
+        border labelled, benchmarks/README.md, 2026-12-05): with that region background in ``segs`` (95 % of the
+        scribble term's labelled voxels) the network was confidently background everywhere after one epoch, the
+        entropy terms (``ds``, ``dc``) then locked that in and the run collapsed (mean Dice 25.4, RV 0); in stage 1
+        the same imbalance left the pseudo labels with no foreground beyond the scribbles.
         """
-        return self.outside_image_background and self._stage != 1
+        return False
+
+    def get_training_transforms(self, patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes,
+                                do_dummy_2d_data_aug, use_mask_for_norm=None, is_cascaded=False,
+                                foreground_labels=None, regions=None, ignore_label=None) -> BasicTransform:
+        transforms = super().get_training_transforms(
+            patch_size, rotation_for_DA, deep_supervision_scales, mirror_axes, do_dummy_2d_data_aug,
+            use_mask_for_norm, is_cascaded, foreground_labels, regions, ignore_label)
+        if self._stage == 2 and self.outside_image_background:
+            steps = transforms.transforms
+            at = [i for i, t in enumerate(steps)
+                  if isinstance(t, RemoveLabelTransform) and t.label_value == OUTSIDE_IMAGE]
+            if not at:
+                raise RuntimeError("nnUNetTrainerCSPNet: nnU-Net's training transforms have no "
+                                   "RemoveLabelTransform(-1, ...) to put the pseudo labels' outside region before")
+            steps.insert(at[0], PseudoLabelOutsideToBackgroundTransform(OUTSIDE_IMAGE))
+        return transforms
 
     # ------------------------------------------------------------------ network
     @classmethod
@@ -187,11 +186,6 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         if os.path.isdir(folder):
             manifest = stage1.check_folder(folder, tr_keys, self.dataset_class, self.preprocessed_dataset_folder)
             self.print_to_log_file(f"CSPNet: reusing pseudo labels in {folder} (source {manifest['source']})")
-            if self.outside_image_background and manifest.get("outside_crop") != "ignore":
-                self.print_to_log_file(
-                    f"{folder} was written before 2026-12-05 and holds -1 outside nnU-Net's non-zero crop, which "
-                    f"outside_image_background turns into background pseudo labels there; delete the folder to "
-                    f"regenerate it with the ignore label there", also_print_to_console=True)
             return folder
         if self.local_rank != 0:
             stage1.wait_for_folder(folder)

@@ -149,3 +149,44 @@ class CSPNetMapsTransform(SegOnlyTransform):
         d_s[(pseudo < 0) | (pseudo >= self.ignore_label)] = 0.0
         d_c = boundary_distance_map(pseudo, self.ignore_label, self.lambda_c, self.spacing)
         return torch.cat([segmentation.float(), torch.from_numpy(np.stack([d_s, d_c]))])
+
+
+def outside_to_background(segmentation: torch.Tensor, outside: int = -1) -> torch.Tensor:
+    """Set the pseudo label (channel 1) to background where the scribble channel (0) is ``outside``.
+
+    CSPNet with ``outside_image_background`` (:class:`~nnunet_scribble.trainers.nnUNetTrainerCSPNet`): nnU-Net marks
+    the region outside its non-zero crop, and padding beyond the image, with -1 in the scribble channel; that region
+    becomes background for the dense pseudo-label term (``L_segc``) and the distance maps computed from it, while the
+    scribble term keeps ignoring it. Not in the paper, whose crops hold little of that region.
+
+    Args:
+        segmentation: ``(2, *spatial)`` integer tensor ``[scribble, pseudo label]``, before nnU-Net's -1 is
+            replaced.
+        outside: the value nnU-Net writes outside the image (-1).
+
+    Returns:
+        A new tensor of the same shape and dtype; channel 0 unchanged.
+    """
+    if segmentation.shape[0] != 2:
+        raise ValueError(f"outside_to_background expects a two-channel segmentation (2, *spatial) = [scribble, "
+                         f"pseudo label], got shape {tuple(segmentation.shape)}")
+    out = segmentation.clone()
+    out[1][segmentation[0] == outside] = 0
+    return out
+
+
+class PseudoLabelOutsideToBackgroundTransform(SegOnlyTransform):
+    """:func:`outside_to_background` as a batchgeneratorsv2 transform (no randomness).
+
+    Runs before nnU-Net's ``RemoveLabelTransform(-1, ...)``, which then only changes the scribble channel.
+
+    Args:
+        outside: the value nnU-Net writes outside the image (-1).
+    """
+
+    def __init__(self, outside: int = -1):
+        super().__init__()
+        self.outside = outside
+
+    def _apply_to_segmentation(self, segmentation: torch.Tensor, **params) -> torch.Tensor:
+        return outside_to_background(segmentation, self.outside)

@@ -10,7 +10,7 @@ from nnunet_scribble.losses.cspnet import distance_perception_loss, label_smooth
 from nnunet_scribble.networks import LoRMHead, MultiDecoderNetwork
 from nnunet_scribble.trainers import (nnUNetTrainerCSPNet, nnUNetTrainerCSPNetBasic, nnUNetTrainerCSPNetNoDc,
                                       nnUNetTrainerCSPNetNoDPM, nnUNetTrainerCSPNetNoDs, nnUNetTrainerCSPNetNoLoRM)
-from nnunet_scribble.transforms.cspnet_maps import CSPNetMapsTransform
+from nnunet_scribble.transforms.cspnet_maps import CSPNetMapsTransform, PseudoLabelOutsideToBackgroundTransform
 
 IGNORE = 4
 
@@ -141,30 +141,43 @@ def test_cascaded_configuration_is_refused(make_trainer):
         nnUNetTrainerCSPNet(plans, config, 0, dict(DATASET_JSON), torch.device("cpu"))
 
 
-def test_cspnet_does_not_follow_a_declared_outside_image_background(make_trainer, monkeypatch):
+def test_cspnet_follows_a_declared_outside_image_background(make_trainer, monkeypatch):
     monkeypatch.delenv("nnUNet_scribble_hparams", raising=False)
     declared = {**DATASET_JSON, "outside_image_background": True}
     trainer = make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False)
-    assert trainer.outside_image_background is False and trainer.dataset_overrides == {}
-    monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
-    assert make_trainer(nnUNetTrainerCSPNet, dataset_json=declared, initialize=False).outside_image_background
+    assert trainer.outside_image_background is True
+    assert trainer.dataset_overrides == {"outside_image_background": True}
 
 
-def test_forced_outside_image_background_applies_to_stage_2_only(make_trainer, monkeypatch):
+def test_outside_image_background_is_background_in_stage_2_pseudo_labels_only(make_trainer, monkeypatch):
+    """-1 stays ignore for the scribbles (both stages); in stage 2 the pseudo label becomes background there."""
     monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": true}')
     trainer = make_trainer(nnUNetTrainerCSPNet)
-    assert trainer.outside_image_background is True
+    assert trainer.outside_image_background is True and trainer.outside_is_background() is False
     patch = trainer.configuration_manager.patch_size
     rot, dummy2d, _, mirror = trainer.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
 
-    def minus_one_becomes():
-        pipelines = [trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=IGNORE),
-                     trainer.get_validation_transforms(None, ignore_label=IGNORE)]
-        return [t.set_to for p in pipelines for t in remove_label_transforms(p) if t.label_value == -1]
+    def pipelines():
+        return [trainer.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=IGNORE),
+                trainer.get_validation_transforms(None, ignore_label=IGNORE)]
 
-    assert minus_one_becomes() == [0, 0]  # stage 2 (the default phase)
-    trainer._stage = 1
-    assert minus_one_becomes() == [IGNORE, IGNORE]
-    trainer._stage = 2
+    def inserted(pipeline):
+        return [t for t in getattr(pipeline, "transforms", []) if isinstance(t, PseudoLabelOutsideToBackgroundTransform)]
+
+    for stage in (1, 2):
+        trainer._stage = stage
+        train, val = pipelines()
+        assert [t.set_to for p in (train, val) for t in remove_label_transforms(p) if t.label_value == -1] == \
+            [IGNORE, IGNORE]
+        assert len(inserted(train)) == (stage == 2) and not inserted(val)
+    # stage 2: the inserted transform runs right before nnU-Net's RemoveLabelTransform(-1, ignore)
+    steps = train.transforms
+    at = steps.index(inserted(train)[0])
+    scribble = torch.tensor([[-1, -1, 0], [1, IGNORE, -1]])
+    pseudo = torch.tensor([[IGNORE, 2, 0], [1, 3, IGNORE]])
+    out = steps[at + 1](**steps[at](segmentation=torch.stack([scribble, pseudo]).short()))["segmentation"]
+    assert out.tolist() == [[[IGNORE, IGNORE, 0], [1, IGNORE, IGNORE]], [[0, 0, 0], [1, 3, 0]]]
     monkeypatch.delenv("nnUNet_scribble_hparams")
-    assert make_trainer(nnUNetTrainerCSPNet).outside_is_background() is False
+    plain = make_trainer(nnUNetTrainerCSPNet)
+    assert plain.outside_image_background is False
+    assert not inserted(plain.get_training_transforms(patch, rot, None, mirror, dummy2d, ignore_label=IGNORE))

@@ -8,7 +8,8 @@ import pytest
 import torch
 from batchgeneratorsv2.transforms.utils.deep_supervision_downsampling import DownsampleSegForDSTransform
 
-from nnunet_scribble.transforms.cspnet_maps import (CSPNetMapsTransform, boundary_distance_map,
+from nnunet_scribble.transforms.cspnet_maps import (CSPNetMapsTransform, PseudoLabelOutsideToBackgroundTransform,
+                                                    boundary_distance_map, outside_to_background,
                                                     pseudo_label_boundary, scribble_distance_map)
 
 IGNORE = 4
@@ -146,3 +147,20 @@ def test_transform_rejects_wrong_channel_count():
     for channels in (1, 3):
         with pytest.raises(ValueError, match="two-channel"):
             t(segmentation=torch.zeros(channels, 4, 4, dtype=torch.int16))
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_outside_to_background_by_hand(dim):
+    scribble = torch.tensor([[-1, 0, 4], [1, -1, -1]])
+    pseudo = torch.tensor([[4, 2, 4], [1, 3, -1]])
+    seg = torch.stack([scribble, pseudo]).short()
+    if dim == 3:
+        seg = torch.stack([seg, seg.flip(-1)], dim=1)   # (2, 2, 2, 3)
+    out = PseudoLabelOutsideToBackgroundTransform()(segmentation=seg.clone())["segmentation"]
+    assert out.dtype == seg.dtype and torch.equal(out[0], seg[0])   # scribbles untouched
+    expected = torch.where(seg[0] == -1, torch.zeros_like(seg[1]), seg[1])
+    assert torch.equal(out[1], expected)
+    if dim == 2:
+        assert out[1].tolist() == [[0, 2, 4], [1, 0, 0]]
+    with pytest.raises(ValueError, match=r"two-channel segmentation .* got shape \(1, 2, "):
+        outside_to_background(seg[:1])
