@@ -25,8 +25,8 @@ that region unsupervised and a network may paint it with heart classes. For dens
 ``crop_to_nonzero`` makes that region background itself; an ignore label there blocks it. nnU-Net's preprocessing
 writes -1 into these background labels (they lie outside its non-zero mask), and the scribble trainers ignore -1 by
 default; the converter therefore writes ``"outside_image_background": true`` into ``dataset.json``, which the
-scribble trainers read (their hyperparameter of that name; CSPNet excepted, which collapses with it) so that -1
-counts as background.
+scribble trainers read (their hyperparameter of that name; CSPNet applies it to its stage-2 pseudo labels only) so
+that -1 counts as background.
 
 Deviation from the papers' labels, made the default on benchmark evidence (benchmarks/README.md, MSCMRseg, 2-CPU VM,
 ``cpu`` preset): with the scribbles alone four runs of the partial-loss baseline scored 66.5, 46.8, 39.4 and 58.8
@@ -150,8 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--zero_border_background", action=argparse.BooleanOptionalAction, default=True,
                         help="label the unannotated voxels of the exact-zero region touching each slice's border "
                              "(outside the body) background in the training scribbles and declare "
-                             "outside_image_background in dataset.json (the scribble trainers but CSPNet follow "
-                             "it). Default: on; --no-zero_border_background keeps the papers' scribbles unchanged")
+                             "outside_image_background in dataset.json (the scribble trainers follow it). "
+                             "Default: on; --no-zero_border_background keeps the papers' scribbles unchanged")
     return parser
 
 
