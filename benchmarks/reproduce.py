@@ -22,9 +22,10 @@ Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them w
 
 Training is not seeded (nnU-Net has no seed option): a reproduced quality figure differs from the table by
 run-to-run noise (the tables give the spread between runs). Running times on 2 CPU cores with the ``cpu`` preset:
-``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` and
-``mscmr_zero_border`` about 2.5 h each, ``robustness`` about 15 h, ``cost`` 20 min, ``cpl_targets`` 2 min,
-``coverage`` 5 min. With a GPU pass ``-device cuda`` (and ``--preset paper`` for nnU-Net's full schedule).
+``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2.5 h,
+``mscmr_zero_border`` about 3.3 h per run (PCLMix alone 1 h), ``robustness`` about 15 h, ``cost`` 20 min,
+``cpl_targets`` 2 min, ``coverage`` 5 min. With a GPU pass ``-device cuda`` (and ``--preset paper`` for nnU-Net's
+full schedule).
 """
 from __future__ import annotations
 
