@@ -14,6 +14,8 @@ running the same command again:
     cost         training step, memory, FLOPs, data pipeline and inference vs nnUNetTrainer (cost table)
     cpl_targets  MaCo's L_con targets against the dense labels (MaCo analysis table)
     coverage     nnU-Net's patch sampling on a scribble dataset (patch-coverage figures)
+    term_gradients  per-term gradient norms and cosines of MedCL, PCLMix and the baseline on the
+                 mscmr_zero_border models (trains them first where they are missing)
 
 Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them when they are not set):
 
@@ -24,8 +26,8 @@ Training is not seeded (nnU-Net has no seed option): a reproduced quality figure
 run-to-run noise (the tables give the spread between runs). Running times on 2 CPU cores with the ``cpu`` preset:
 ``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2.5 h,
 ``mscmr_zero_border`` about 3.3 h per run (PCLMix alone 1 h), ``robustness`` about 15 h, ``cost`` 20 min,
-``cpl_targets`` 2 min, ``coverage`` 5 min. With a GPU pass ``-device cuda`` (and ``--preset paper`` for nnU-Net's
-full schedule).
+``cpl_targets`` 2 min, ``coverage`` 5 min, ``term_gradients`` 5 min once its models exist. With a GPU pass
+``-device cuda`` (and ``--preset paper`` for nnU-Net's full schedule).
 """
 from __future__ import annotations
 
@@ -54,7 +56,9 @@ MSCMR_SPACING = ("5.0", "1.4581333", "1.4581333")
 MSCMR_PLANS = "nnUNetPlans_1p46mm"
 # the MSCMRseg variant whose exact-zero slice borders (outside the body) are labelled background
 MSCMR_ZERO_BORDER_ID, MSCMR_ZERO_BORDER_NAME = 528, "MSCMRScribbleZeroBorder"
-TARGETS = ("acdc", "mscmr", "mscmr_zero_border", "robustness", "cost", "cpl_targets", "coverage")
+TARGETS = ("acdc", "mscmr", "mscmr_zero_border", "robustness", "cost", "cpl_targets", "coverage", "term_gradients")
+#: trainers of the term_gradients target (MedCL also at initialisation); PCLMix and the baseline for comparison
+GRADIENT_TRAINERS = ["nnUNetTrainerMedCL", "nnUNetTrainerPCLMix", "nnUNetTrainerScribble"]
 #: runs per trainer (and condition) when --repeats is not given
 DEFAULT_REPEATS = {"acdc": 2}
 
@@ -270,7 +274,25 @@ def steps_for(args, env: dict) -> list[Step]:
             "patch coverage: planned patch vs 128x128",
             [sys.executable, str(bench / "patch_coverage.py"), "-d", str(ACDC_ID), "-c", "2d",
              "-p", preset_plans_name(args), "--patch", "128", "128", "--cases", "10", "--draws", "1000"])]
+    if args.target == "term_gradients":
+        trainers = args.trainers or GRADIENT_TRAINERS
+        args_zb = argparse.Namespace(**{**vars(args), "target": "mscmr_zero_border", "trainers": trainers})
+        plans = f"{MSCMR_PLANS}_{args.preset}" if pipeline_reduces(args.preset) else MSCMR_PLANS
+        checkpoints = [(t, c) for t in trainers for c in (("none", "final") if t == "nnUNetTrainerMedCL"
+                                                          else ("final",))]
+        return mscmr_steps(args_zb, env, out, common, zero_border=True) + [Step(
+            f"per-term gradients of {t}, checkpoint {c}",
+            [sys.executable, str(bench / "term_gradients.py"), "-d", str(MSCMR_ZERO_BORDER_ID), "-c", "2d",
+             "-f", "0", "-tr", t, "-p", plans, "--checkpoint", c, "--batches", "8",
+             "-device", "cpu" if args.device == "mps" else args.device]) for t, c in checkpoints]
     raise ValueError(f"unknown target {args.target!r}; expected one of {TARGETS}")
+
+
+def pipeline_reduces(preset: str) -> bool:
+    """Whether the preset trains on reduced plans of its own (``<plans>_<preset>``) rather than nnU-Net's."""
+    from nnunet_scribble import pipeline
+
+    return pipeline.PRESETS[preset].reduce_plan
 
 
 def run(steps: list[Step], env: dict, dry_run: bool, log: Path | None) -> None:

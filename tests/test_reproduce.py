@@ -97,6 +97,22 @@ def test_other_targets_end_with_their_script(folders):
     assert int(cost[cost.index("--warmup") + 1]) >= 10  # torch.compile compiles during the warm-up
 
 
+def test_term_gradients_target_measures_the_zero_border_models(folders):
+    rp = _module()
+    cmds = _commands(rp, ["term_gradients", "--dry_run"])
+    quality = next(c for c in cmds if c[1].endswith("run_quality.py"))
+    assert quality[quality.index("-d") + 1] == "528" and quality[quality.index("-tr") + 1:] == rp.GRADIENT_TRAINERS
+    assert Path(quality[quality.index("--output") + 1]).name == "mscmr_zero_border_2d_cpu"  # the same models
+    grads = [c for c in cmds if c[1].endswith("term_gradients.py")]
+    runs = [(c[c.index("-tr") + 1], c[c.index("--checkpoint") + 1]) for c in grads]
+    assert runs == [("nnUNetTrainerMedCL", "none"), ("nnUNetTrainerMedCL", "final"), ("nnUNetTrainerPCLMix", "final"),
+                    ("nnUNetTrainerScribble", "final")]
+    assert all(c[c.index("-p") + 1] == "nnUNetPlans_1p46mm_cpu" and c[c.index("-d") + 1] == "528" for c in grads)
+    paper = _commands(rp, ["term_gradients", "--dry_run", "--preset", "paper", "-tr", "nnUNetTrainerMaCo"])
+    assert paper[-1][paper[-1].index("-p") + 1] == "nnUNetPlans_1p46mm" and paper[-1][-1] == "cpu"
+    assert paper[-1][paper[-1].index("-tr") + 1] == "nnUNetTrainerMaCo"
+
+
 def test_missing_folders_and_data_are_named(tmp_path, monkeypatch, capsys):
     rp = _module()
     for n in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
