@@ -153,7 +153,13 @@ class nnUNetTrainerMedCLNoCluster(nnUNetTrainerMedCL):
 
 
 class nnUNetTrainerMedCLNoAC(nnUNetTrainerMedCL):
-    """Ablation without the anatomy consistency loss of eq. 5 (Table 5, ``L_ac``)."""
+    """Ablation without the anatomy consistency loss of eq. 5 (Table 5, ``L_ac``).
+
+    With the separate union head of :class:`~nnunet_scribble.networks.medcl_heads.MedCLNetwork`, eq. 5's map term
+    also pulls the class maps towards the (scribble-free) union maps; at the end of a ``cpu``-preset run on MSCMRseg
+    its decoder gradient opposed the scribble term's (cosine −0.44, ``benchmarks/term_gradients.py``), and this
+    ablation scored 83.4 mean Dice there in one run against MedCL's 60.4-77.1 (benchmarks/README.md, MSCMRseg).
+    """
 
     lambda_ac: float = 0.0
 
