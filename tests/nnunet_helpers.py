@@ -1,6 +1,10 @@
 """Plain helpers of the trainer tests: a tiny plans dict, a dataset.json, synthetic batches."""
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import torch
 
 DATASET_JSON = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "RV": 1, "MYO": 2, "LV": 3, "ignore": 4},
@@ -73,3 +77,13 @@ def remove_label_transforms(transform) -> list:
         if hasattr(x, "transform"):
             stack.append(x.transform)
     return found
+
+
+def load_benchmark(name: str):
+    """The module of ``benchmarks/<name>.py`` (the benchmark scripts are not a package)."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while a class is created
+    spec.loader.exec_module(module)
+    return module

@@ -1,21 +1,15 @@
 """benchmarks/term_gradients.py: per-term gradient norms and cosines, worked out by hand on a two-parameter model."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "term_gradients.py"
+from nnunet_helpers import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("term_gradients", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("term_gradients")
 
 
 def _terms():
@@ -103,17 +97,10 @@ def test_batches_must_be_positive():
         tg.parse_args(["-d", "1", "-tr", "nnUNetTrainerMedCL", "--batches", "0"])
 
 
-def _bench_module():
-    spec = importlib.util.spec_from_file_location("bench_train_step", SCRIPT.parent / "bench_train_step.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_measure_runs_the_trainers_step_and_leaves_weights_and_trainer_as_they_were(make_trainer):
     from nnunet_scribble.trainers.nnUNetTrainerMedCL import nnUNetTrainerMedCL
 
-    tg, bench = _module(), _bench_module()
+    tg, bench = _module(), load_benchmark("bench_train_step")
     trainer = make_trainer(nnUNetTrainerMedCL)
     before = {k: v.clone() for k, v in trainer.network.state_dict().items()}
     step = vars(trainer.optimizer).get("step")  # nnU-Net's LR scheduler wraps the instance's step
