@@ -158,7 +158,8 @@ class nnUNetTrainerMedCLNoAC(nnUNetTrainerMedCL):
     With the separate union head of :class:`~nnunet_scribble.networks.medcl_heads.MedCLNetwork`, eq. 5's map term
     also pulls the class maps towards the (scribble-free) union maps; at the end of a ``cpu``-preset run on MSCMRseg
     its decoder gradient opposed the scribble term's (cosine −0.44, ``benchmarks/term_gradients.py``), and this
-    ablation scored 83.4 mean Dice there in one run against MedCL's 60.4-77.1 (benchmarks/README.md, MSCMRseg).
+    ablation scored 83.4 and 82.5 mean Dice there in two runs against MedCL's 60.4-77.1 (benchmarks/README.md,
+    MSCMRseg).
     """
 
     lambda_ac: float = 0.0
