@@ -277,7 +277,8 @@ def steps_for(args, env: dict) -> list[Step]:
     if args.target == "term_gradients":
         trainers = args.trainers or GRADIENT_TRAINERS
         args_zb = argparse.Namespace(**{**vars(args), "target": "mscmr_zero_border", "trainers": trainers})
-        plans = f"{MSCMR_PLANS}_{args.preset}" if pipeline_reduces(args.preset) else MSCMR_PLANS
+        from nnunet_scribble import pipeline
+        plans = pipeline.preset_plans_identifier(pipeline.PRESETS[args.preset], MSCMR_PLANS)
         checkpoints = [(t, c) for t in trainers for c in (("none", "final") if t == "nnUNetTrainerMedCL"
                                                           else ("final",))]
         return mscmr_steps(args_zb, env, out, common, zero_border=True) + [Step(
@@ -286,13 +287,6 @@ def steps_for(args, env: dict) -> list[Step]:
              "-f", "0", "-tr", t, "-p", plans, "--checkpoint", c, "--batches", "8",
              "-device", "cpu" if args.device == "mps" else args.device]) for t, c in checkpoints]
     raise ValueError(f"unknown target {args.target!r}; expected one of {TARGETS}")
-
-
-def pipeline_reduces(preset: str) -> bool:
-    """Whether the preset trains on reduced plans of its own (``<plans>_<preset>``) rather than nnU-Net's."""
-    from nnunet_scribble import pipeline
-
-    return pipeline.PRESETS[preset].reduce_plan
 
 
 def run(steps: list[Step], env: dict, dry_run: bool, log: Path | None) -> None:

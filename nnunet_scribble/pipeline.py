@@ -94,6 +94,13 @@ def reduce_configuration(config: dict, preset: Preset, is_3d: bool) -> dict:
     return config
 
 
+def preset_plans_identifier(preset: Preset, source_plans: str = "nnUNetPlans") -> str:
+    """The plans a preset trains with: ``source_plans`` unchanged, or the reduced ``<source>_<preset>`` (see below)."""
+    if not preset.reduce_plan:
+        return source_plans
+    return preset.plans_identifier if source_plans == "nnUNetPlans" else f"{source_plans}_{preset.name}"
+
+
 def write_preset_plans(preprocessed_dataset_dir: str | os.PathLike, preset: Preset,
                        source_plans: str = "nnUNetPlans") -> str:
     """Write ``<identifier>.json`` next to nnU-Net's plans (all configurations reduced) and return the identifier.
@@ -107,7 +114,7 @@ def write_preset_plans(preprocessed_dataset_dir: str | os.PathLike, preset: Pres
     src = Path(preprocessed_dataset_dir) / f"{source_plans}.json"
     if not src.is_file():
         raise FileNotFoundError(f"{src} not found: run nnUNetv2_plan_and_preprocess first")
-    identifier = preset.plans_identifier if source_plans == "nnUNetPlans" else f"{source_plans}_{preset.name}"
+    identifier = preset_plans_identifier(preset, source_plans)
     plans = json.loads(src.read_text())
     plans["plans_name"] = identifier
     for name, config in plans["configurations"].items():
