@@ -125,19 +125,11 @@ def union_of_classes(class_maps: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def anatomy_consistency_loss(class_maps: torch.Tensor, union_maps: torch.Tensor, class_codes: torch.Tensor,
-                             union_codes: torch.Tensor, group: object | None = None,
-                             class_map_gradient: bool = True) -> torch.Tensor:
+                             union_codes: torch.Tensor, group: object | None = None) -> torch.Tensor:
     """Eq. 5: ``Σ_{k=2..m} [1 − cos(ŷ'_k, Σ_{i≤k} ŷ_i)] + [1 − cos(a'^*_k, Σ_{i≤k} a_i^*)]``.
 
     The map term is a per-sample cosine over voxels, averaged over the (local) batch; the centre term uses the
     global-batch centres.
-
-    Args:
-        class_map_gradient: ``False`` stops the map term's gradient into the class maps: the union maps are then
-            pulled towards the sums of the class maps, never the class maps towards the union maps (a one-way eq. 5;
-            not in the paper, whose printed loss is two-way; in the reference code the union map *is* the sum of
-            the class maps, so its map term is 0 and moves neither). The value is unchanged; the centre term is
-            not affected.
 
     Shape:
         class_maps: ``(B, m, *spatial)``; union_maps: ``(B, m − 1, *spatial)``;
@@ -153,8 +145,7 @@ def anatomy_consistency_loss(class_maps: torch.Tensor, union_maps: torch.Tensor,
     union_centres = global_batch_mean(union_codes.float(), group)
     maps_term = class_maps.new_zeros(())
     centre_term = class_maps.new_zeros(())
-    targets = class_maps if class_map_gradient else class_maps.detach()
     for j, k in enumerate(range(2, m + 1)):
-        maps_term = maps_term + (1 - cosine_per_sample(union_maps[:, j], union_of_classes(targets, k))).mean()
+        maps_term = maps_term + (1 - cosine_per_sample(union_maps[:, j], union_of_classes(class_maps, k))).mean()
         centre_term = centre_term + 1 - F.cosine_similarity(union_centres[j], class_centres[:k].sum(0), dim=0)
     return maps_term + _sum_over_ranks_gradient(centre_term, group)

@@ -64,7 +64,6 @@ class nnUNetTrainerMedCL(nnUNetTrainerScribble):
     lambda_proto: float = 1.0
     lambda_cluster: float = 1.0
     lambda_ac: float = 1.0
-    ac_class_map_gradient: bool = True  # eq. 5's map term also moves the class maps (False: only the union head)
     lambda_category: float = 1.0
     # ---- architecture constants (change in a subclass: the inference build reads the class values)
     EMBED_DIM: ClassVar[int] = 128  # d
@@ -136,8 +135,8 @@ class nnUNetTrainerMedCL(nnUNetTrainerScribble):
         if self.lambda_cluster > 0:
             terms["cluster"] = (cluster_loss(codes[:, :m], self.cluster_tau), self.lambda_cluster)
         if self.lambda_ac > 0 and m >= 2:
-            terms["ac"] = (anatomy_consistency_loss(out.probs[:, 1:], out.unions, codes[:, :m], codes[:, m:],
-                                                    class_map_gradient=self.ac_class_map_gradient), self.lambda_ac)
+            terms["ac"] = (anatomy_consistency_loss(out.probs[:, 1:], out.unions, codes[:, :m], codes[:, m:]),
+                           self.lambda_ac)
         return terms
 
 
@@ -164,19 +163,6 @@ class nnUNetTrainerMedCLNoAC(nnUNetTrainerMedCL):
     """
 
     lambda_ac: float = 0.0
-
-
-class nnUNetTrainerMedCLOneWayAC(nnUNetTrainerMedCL):
-    """Variant: eq. 5's map term trains the union head only (gradient into the class maps stopped).
-
-    Not in the paper. It keeps what ``L_ac`` is for, union maps that agree with the sums of the class maps and
-    union prototype codes consistent with the class codes (the centre term is unchanged), without the pull of the
-    class maps towards the union head's maps that :class:`nnUNetTrainerMedCLNoAC` removes. In the reference code the
-    union map is the sum of the class maps, so its map term moves nothing; this variant is the closest to that with
-    a separate union head.
-    """
-
-    ac_class_map_gradient: bool = False
 
 
 class nnUNetTrainerMedCLNoCategory(nnUNetTrainerMedCL):

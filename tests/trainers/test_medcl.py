@@ -1,8 +1,6 @@
 """nnUNetTrainerMedCL: loss terms, gradients, empty batches, image-level class sets, checkpoints, ablations."""
 from __future__ import annotations
 
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -12,10 +10,8 @@ import nnunetv2.training.nnUNetTrainer.nnUNetTrainer as trainer_module
 from nnunet_scribble.data.class_presence import (ClassPresenceDataLoader, class_presence_table,
                                                  use_data_loader_class)
 from nnunet_scribble.networks.medcl_heads import MedCLNetwork
-from nnunet_scribble.losses.medcl import anatomy_consistency_loss
-from nnunet_scribble.trainers import hparams as hp
 from nnunet_scribble.trainers import (nnUNetTrainerMedCL, nnUNetTrainerMedCLNoAC, nnUNetTrainerMedCLNoCategory,
-                                      nnUNetTrainerMedCLNoCluster, nnUNetTrainerMedCLNoMix, nnUNetTrainerMedCLOneWayAC)
+                                      nnUNetTrainerMedCLNoCluster, nnUNetTrainerMedCLNoMix)
 
 ALL_TERMS = {"scribble", "category", "mix", "proto", "cluster", "ac"}
 
@@ -63,31 +59,12 @@ def test_category_term_uses_the_image_class_set_from_the_batch(make_trainer):
 
 @pytest.mark.parametrize("cls, absent", [(nnUNetTrainerMedCLNoMix, {"mix"}), (nnUNetTrainerMedCLNoCluster, {"cluster"}),
                                          (nnUNetTrainerMedCLNoAC, {"ac"}),
-                                         (nnUNetTrainerMedCLNoCategory, {"category"}),
-                                         (nnUNetTrainerMedCLOneWayAC, set())])
+                                         (nnUNetTrainerMedCLNoCategory, {"category"})])
 def test_ablations_drop_their_term(make_trainer, cls, absent):
     trainer = make_trainer(cls)
     trainer.network.train()
     terms = trainer.compute_loss_terms(**{k: v for k, v in synthetic_batch(trainer).items()})
     assert set(terms) == ALL_TERMS - absent
-
-
-def test_one_way_ac_variant_stops_the_map_term_gradient_into_the_class_maps(make_trainer, monkeypatch):
-    """The variant passes ``class_map_gradient=False`` to eq. 5 (its effect: tests/losses/test_medcl_losses.py)."""
-    medcl_module = sys.modules[nnUNetTrainerMedCL.__module__]  # the package re-exports a class of the module's name
-    seen = []
-
-    def recording(*args, **kwargs):
-        seen.append(kwargs["class_map_gradient"])
-        return anatomy_consistency_loss(*args, **kwargs)
-
-    monkeypatch.setattr(medcl_module, "anatomy_consistency_loss", recording)
-    for cls in (nnUNetTrainerMedCL, nnUNetTrainerMedCLOneWayAC):
-        trainer = make_trainer(cls)
-        assert hp.current_hyperparameters(trainer)["ac_class_map_gradient"] is (cls is nnUNetTrainerMedCL)
-        trainer.network.train()
-        trainer.compute_loss_terms(**synthetic_batch(trainer))
-    assert seen == [True, False]
 
 
 def test_checkpoint_round_trip_restores_prototypes_and_strict_inference_load(make_trainer, tmp_path):
