@@ -4,7 +4,8 @@
 
 - ``union_head``: a 1x1 convolution on the last decoder features (the input of the full-resolution segmentation
   layer) giving ``m − 1`` sigmoid maps for ``Ω_k = {1..k}``, ``k = 2..m`` (none when ``m < 2``). A union computed
-  as a sum of the softmax class maps would make the first term of eq. 5 vanish; a separate head keeps it meaningful;
+  as a sum of the softmax class maps would make the first term of eq. 5 vanish; a separate head keeps it meaningful.
+  ``union_head=False`` computes the unions so instead, as the reference code does (``Σ_{i≤k} ŷ_i``, no head);
 - ``projector``: ``Linear -> ReLU -> Linear`` from the feature width to ``d`` applied to the decoder features pooled
   with each of the ``2m − 1`` maps as weights (size-agnostic; the reference's MLP over a flattened 212x212 map is
   tied to one input size);
@@ -65,9 +66,12 @@ class MedCLNetwork(nn.Module):
         num_classes: number of segmentation outputs ``C`` (background included), so ``m = C − 1``.
         embed_dim: embedding size ``d`` (paper: 128).
         num_prototypes: number of prototypes ``K`` (older reference code: 128).
+        union_head: learn the union maps with a head (default); ``False``: the union of ``Ω_k`` is the sum of the
+            softmax maps of classes ``1..k``.
     """
 
-    def __init__(self, base: nn.Module, num_classes: int, embed_dim: int = 128, num_prototypes: int = 128):
+    def __init__(self, base: nn.Module, num_classes: int, embed_dim: int = 128, num_prototypes: int = 128,
+                 union_head: bool = True):
         super().__init__()
         if not hasattr(base, "encoder") or not hasattr(base, "decoder"):
             raise TypeError(f"expected a planned nnU-Net network with 'encoder' and 'decoder', got {type(base)}")
@@ -78,7 +82,8 @@ class MedCLNetwork(nn.Module):
         last = self.decoder.seg_layers[-1]
         width = last.in_channels
         self.num_foreground = num_classes - 1
-        self.union_head = type(last)(width, self.num_foreground - 1, 1) if self.num_foreground >= 2 else None
+        learned = union_head and self.num_foreground >= 2
+        self.union_head = type(last)(width, self.num_foreground - 1, 1) if learned else None
         self.projector = nn.Sequential(nn.Linear(width, embed_dim), nn.ReLU(inplace=True),
                                        nn.Linear(embed_dim, embed_dim))
         self.prototypes = nn.Linear(embed_dim, num_prototypes, bias=False)
@@ -98,8 +103,8 @@ class MedCLNetwork(nn.Module):
         probs = torch.softmax(logits.float(), 1)
         if self.union_head is not None:
             unions = torch.sigmoid(self.union_head(features).float())
-        else:
-            unions = probs.new_zeros((probs.shape[0], 0, *probs.shape[2:]))
+        else:  # Σ_{i≤k} ŷ_i for k = 2..m (empty when m < 2)
+            unions = probs[:, 1:].cumsum(1)[:, 1:]
         maps = torch.cat([probs[:, 1:], unions], 1)
         z = F.normalize(self.projector(map_weighted_pooling(features, maps)), dim=-1)
         scores = z @ F.normalize(self.prototypes.weight.float(), dim=1).t()

@@ -10,7 +10,7 @@ from nnunet_scribble.trainers.nnUNetTrainerMaCo import (nnUNetTrainerMaCo, nnUNe
                                                         nnUNetTrainerMaCoPerClassN, nnUNetTrainerMaCoRandomMask)
 from nnunet_scribble.trainers.nnUNetTrainerMedCL import (nnUNetTrainerMedCL, nnUNetTrainerMedCLNoAC,
                                                          nnUNetTrainerMedCLNoCategory, nnUNetTrainerMedCLNoCluster,
-                                                         nnUNetTrainerMedCLNoMix)
+                                                         nnUNetTrainerMedCLNoMix, nnUNetTrainerMedCLUnionSum)
 from nnunet_scribble.trainers.nnUNetTrainerPCLMix import (nnUNetTrainerPCLMix, nnUNetTrainerPCLMixNoContrast,
                                                           nnUNetTrainerPCLMixNoHet, nnUNetTrainerPCLMixNoMix,
                                                           nnUNetTrainerPCLMixNoTFSup)
@@ -23,4 +23,4 @@ __all__ = ["nnUNetTrainerCSPNet", "nnUNetTrainerCSPNetBasic", "nnUNetTrainerCSPN
            "nnUNetTrainerPCLMix", "nnUNetTrainerPCLMixNoContrast", "nnUNetTrainerPCLMixNoHet",
            "nnUNetTrainerPCLMixNoMix", "nnUNetTrainerPCLMixNoTFSup",
            "nnUNetTrainerMedCL", "nnUNetTrainerMedCLNoAC", "nnUNetTrainerMedCLNoCategory", "nnUNetTrainerMedCLNoCluster",
-           "nnUNetTrainerMedCLNoMix"]
+           "nnUNetTrainerMedCLNoMix", "nnUNetTrainerMedCLUnionSum"]

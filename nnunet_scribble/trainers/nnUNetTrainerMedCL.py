@@ -68,6 +68,7 @@ class nnUNetTrainerMedCL(nnUNetTrainerScribble):
     # ---- architecture constants (change in a subclass: the inference build reads the class values)
     EMBED_DIM: ClassVar[int] = 128  # d
     NUM_PROTOTYPES: ClassVar[int] = 128  # K
+    UNION_HEAD: ClassVar[bool] = True  # learned union maps (False: the sums of the class maps, as the reference code)
 
     @classmethod
     def build_network_architecture(cls, plans_manager: PlansManager, configuration_manager: ConfigurationManager,
@@ -77,7 +78,7 @@ class nnUNetTrainerMedCL(nnUNetTrainerScribble):
         # architecture constants apply
         base = nnUNetTrainer.build_network_architecture(plans_manager, configuration_manager, num_input_channels,
                                                         num_output_channels, enable_deep_supervision)
-        return MedCLNetwork(base, num_output_channels, cls.EMBED_DIM, cls.NUM_PROTOTYPES)
+        return MedCLNetwork(base, num_output_channels, cls.EMBED_DIM, cls.NUM_PROTOTYPES, cls.UNION_HEAD)
 
     def get_dataloaders(self):
         with use_data_loader_class(ClassPresenceDataLoader):
@@ -163,6 +164,18 @@ class nnUNetTrainerMedCLNoAC(nnUNetTrainerMedCL):
     """
 
     lambda_ac: float = 0.0
+
+
+class nnUNetTrainerMedCLUnionSum(nnUNetTrainerMedCL):
+    """Variant: the union maps are the sums of the softmax class maps (``Ω_k``: ``Σ_{i≤k} ŷ_i``), no union head.
+
+    This is what the reference code does (its fifth map is the sum of the foreground channels). Eq. 5's map term is
+    then 0 and moves nothing; its centre term (union codes, pooled with the summed maps, against the sums of the
+    class centres), ``L_mix`` on the unions and the prototype terms stay. Compare :class:`nnUNetTrainerMedCLNoAC`,
+    which drops eq. 5 and keeps the union head (trained by the prototype terms and ``L_mix`` only).
+    """
+
+    UNION_HEAD: ClassVar[bool] = False
 
 
 class nnUNetTrainerMedCLNoCategory(nnUNetTrainerMedCL):

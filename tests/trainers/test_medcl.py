@@ -11,7 +11,7 @@ from nnunet_scribble.data.class_presence import (ClassPresenceDataLoader, class_
                                                  use_data_loader_class)
 from nnunet_scribble.networks.medcl_heads import MedCLNetwork
 from nnunet_scribble.trainers import (nnUNetTrainerMedCL, nnUNetTrainerMedCLNoAC, nnUNetTrainerMedCLNoCategory,
-                                      nnUNetTrainerMedCLNoCluster, nnUNetTrainerMedCLNoMix)
+                                      nnUNetTrainerMedCLNoCluster, nnUNetTrainerMedCLNoMix, nnUNetTrainerMedCLUnionSum)
 
 ALL_TERMS = {"scribble", "category", "mix", "proto", "cluster", "ac"}
 
@@ -86,6 +86,28 @@ def test_checkpoint_round_trip_restores_prototypes_and_strict_inference_load(mak
     trainer.set_deep_supervision_enabled(False)
     with torch.no_grad():
         assert torch.equal(net.eval()(x), trainer.network.eval()(x))  # eval returns the planned output only
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_union_sum_variant_sums_the_class_maps_and_has_no_union_head(make_trainer, dim, tmp_path):
+    trainer = make_trainer(nnUNetTrainerMedCLUnionSum, dim=dim)
+    net = trainer.network
+    assert net.union_head is None and not any(k.startswith("union_head") for k in net.state_dict())
+    net.train()
+    out = net(synthetic_batch(trainer)["data"])
+    expected = torch.stack([out.probs[:, 1:3].sum(1), out.probs[:, 1:4].sum(1)], 1)  # Ω_2 = {1, 2}, Ω_3 = {1, 2, 3}
+    assert out.unions.shape == expected.shape and torch.allclose(out.unions, expected, atol=1e-6)
+    batch = synthetic_batch(trainer, annotated=0.3)
+    result = trainer.train_step(batch)
+    assert result["term_ac"] < 0.05  # eq. 5's map term is 0 (cos(s, s) = 1); the centre term remains
+    assert {k[5:] for k in result if k.startswith("term_") and "@" not in k} == ALL_TERMS
+    missing = {n for n, p in net.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0}
+    assert missing <= {"decoder.seg_layers.0.weight", "decoder.seg_layers.0.bias"}
+    path = str(tmp_path / "checkpoint.pth")
+    trainer.save_checkpoint(path)  # the inference build (class constants) loads it strictly
+    inference = nnUNetTrainerMedCLUnionSum.build_network_architecture(
+        trainer.plans_manager, trainer.configuration_manager, 1, 4, enable_deep_supervision=False)
+    inference.load_state_dict(torch.load(path, weights_only=False)["network_weights"], strict=True)
 
 
 # ---------------------------------------------------------------- whole-image class sets from the data loader
