@@ -215,6 +215,7 @@ def main(argv=None) -> int:
     trainer.initialize()
     if path is not None:
         trainer.load_checkpoint(path)
+    trainer.prepare_training_data()  # e.g. CSPNet's pseudo labels (the loader reads them as a second channel)
     # the same batches for every checkpoint (loading one restores the generators of its training)
     random.seed(args.seed)
     np.random.seed(args.seed)

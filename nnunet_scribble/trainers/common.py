@@ -225,6 +225,20 @@ class TrainerCommon(nnUNetTrainer):
                 module.deep_supervision = enabled
 
     # ------------------------------------------------------------------ checkpoints
+    def on_train_start(self):
+        if not self.was_initialized:
+            self.initialize()
+        self.prepare_training_data()
+        super().on_train_start()
+
+    def prepare_training_data(self) -> None:
+        """Make what the training data loader reads beyond nnU-Net's preprocessed data (default: nothing).
+
+        ``on_train_start`` calls it before the loaders are built (CSPNet: the fold's pseudo labels); tools that draw
+        training batches without ``on_train_start`` (``benchmarks/term_gradients.py``) call it after
+        ``initialize()``.
+        """
+
     def get_extra_checkpoint_state(self) -> dict[str, Any]:
         """Method state to store in checkpoints (tensors, numbers, state_dicts; no custom objects)."""
         return {}

@@ -165,15 +165,15 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
         balanced = "__balanced" if self.stage1_class_balanced else ""
         return f"{base}__fold_{self.fold}{source}{balanced}"
 
-    def on_train_start(self):
-        if not self.was_initialized:
-            self.initialize()
+    def prepare_training_data(self) -> None:
+        """Stage 2's data: the fold's pseudo labels (reused, imported, or made by stage 1), read as a second channel.
+
+        ``on_train_start`` runs it after warning about unannotated classes, so the warning comes before stage 1.
+        """
         if self.dataset_class is None:
             self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
-        self.warn_about_unannotated_classes()  # before stage 1's hours, not after
         self.pseudo_label_folder = self.prepare_pseudo_labels()
         self._stage = 2
-        super().on_train_start()
 
     def pseudo_label_folder_path(self) -> str:
         """Where this fold's pseudo labels live (whether or not they exist yet)."""

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -76,6 +77,14 @@ def test_stage1_writes_pseudo_labels_then_stage2_trains_predicts_and_reuses_them
     pipeline.predict(dataset["raw"] / "imagesTs", tmp_path / "pred", DATASET_ID, "2d", 0, TRAINER,
                      dataset["plans"], dataset["env"])
     assert len(list((tmp_path / "pred").glob("*.nii.gz"))) == 2
+
+    # benchmarks/term_gradients.py draws stage-2 batches (pseudo labels as the loader's second channel) without
+    # on_train_start: prepare_training_data reuses the fold's pseudo labels, so every stage-2 term is measured
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "term_gradients.py"
+    pipeline.run_command([sys.executable, script, "-d", DATASET_ID, "-c", "2d", "-f", "0", "-tr", TRAINER,
+                          "-p", dataset["plans"], "--batches", "1"], dataset["env"], log_file=tmp_path / "tg.log")
+    rows = [line.split(" | ")[0] for line in (tmp_path / "tg.log").read_text().splitlines() if " | " in line]
+    assert {"segs", "segc", "lorm", "ds", "dc", "total"} <= set(rows)
 
     stamp = (folder / stage1.MANIFEST).stat().st_mtime
     log = _train(dataset)  # a new training of the same fold reuses them
