@@ -62,9 +62,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def parameter_groups(network: torch.nn.Module) -> dict[str, list[torch.nn.Parameter]]:
-    """Trainable parameters by top-level child module (``encoder``, ``decoder``, heads), in registration order."""
-    groups = {name: [p for p in child.parameters() if p.requires_grad] for name, child in network.named_children()}
-    return {name: ps for name, ps in groups.items() if ps}
+    """Trainable parameters by top-level child module (``encoder``, ``decoder``, heads), in registration order.
+
+    Each parameter counts once, in the first child that holds it: nnU-Net's ``UNetDecoder`` keeps a reference to
+    the encoder (``decoder.encoder``), so ``decoder.parameters()`` alone would count the encoder twice.
+    """
+    seen: set[int] = set()
+    groups = {}
+    for name, child in network.named_children():
+        own = [p for p in child.parameters() if p.requires_grad and id(p) not in seen]
+        seen.update(id(p) for p in own)
+        if own:
+            groups[name] = own
+    return groups
 
 
 def term_gradients(terms: dict[str, tuple[torch.Tensor, float]], groups: dict[str, Sequence[torch.nn.Parameter]],

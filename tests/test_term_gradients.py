@@ -91,6 +91,25 @@ def test_parameter_groups_are_top_level_children_with_trainable_parameters():
     assert [tuple(p.shape) for p in groups["encoder"]] == [(3, 2), (3,)]
 
 
+def test_parameter_groups_count_a_shared_encoder_once_as_in_nnunets_decoder(make_trainer):
+    """nnU-Net's ``UNetDecoder`` holds the encoder: groups must be disjoint and cover each parameter once."""
+    tg = _module()
+    from nnunet_scribble.trainers import nnUNetTrainerScribble
+    net = make_trainer(nnUNetTrainerScribble).network
+    assert net.decoder.encoder is net.encoder  # the reference that made the old columns count the encoder twice
+    groups = tg.parameter_groups(net)
+    ids = [id(p) for ps in groups.values() for p in ps]
+    assert len(ids) == len(set(ids)) == len([p for p in net.parameters() if p.requires_grad])
+    assert {id(p) for p in groups["encoder"]} == {id(p) for p in net.encoder.parameters()}
+    # "|g| all" is then the norm over the network's parameters: check it on a gradient that is 1 everywhere
+    x = torch.zeros(())
+    terms = {"t": (sum((p * 1.0).sum() for p in net.parameters()) + x, 1.0)}
+    row = tg.term_gradients(terms, groups)["t"]
+    n = sum(p.numel() for p in net.parameters())
+    assert row["|g| all"] == pytest.approx(n ** 0.5)
+    assert row["|g| encoder"] == pytest.approx(sum(p.numel() for p in net.encoder.parameters()) ** 0.5)
+
+
 def test_batches_must_be_positive():
     tg = _module()
     with pytest.raises(SystemExit):
