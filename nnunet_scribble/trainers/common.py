@@ -224,7 +224,7 @@ class TrainerCommon(nnUNetTrainer):
             if isinstance(getattr(module, "deep_supervision", None), bool):
                 module.deep_supervision = enabled
 
-    # ------------------------------------------------------------------ checkpoints
+    # ------------------------------------------------------------------ data beyond nnU-Net's preprocessed folder
     def on_train_start(self):
         if not self.was_initialized:
             self.initialize()
@@ -239,6 +239,7 @@ class TrainerCommon(nnUNetTrainer):
         ``initialize()``.
         """
 
+    # ------------------------------------------------------------------ checkpoints
     def get_extra_checkpoint_state(self) -> dict[str, Any]:
         """Method state to store in checkpoints (tensors, numbers, state_dicts; no custom objects)."""
         return {}
