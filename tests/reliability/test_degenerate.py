@@ -175,7 +175,7 @@ def test_class_never_annotated_in_the_dataset_is_announced(nnunet_dirs, capsys):
 @pytest.mark.needs_cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
-@pytest.mark.parametrize("name", TRAINERS)
+@pytest.mark.parametrize("name", TRAINERS + ["nnUNetTrainerMedCLUnionSum"])  # its unions: another forward path
 def test_cuda_mixed_precision_steps(nnunet_dirs, monkeypatch, name, compiled):
     """On a GPU, as nnU-Net trains there: float16 autocast with its GradScaler, eager and under ``torch.compile``.
 
