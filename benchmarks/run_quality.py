@@ -43,11 +43,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "-overwrite_target_spacing ... -overwrite_plans_name NAME and preprocessed with "
                         "nnUNetv2_preprocess -plans_name NAME")
     p.add_argument("--schedule", default=None,
-                   help="JSON overriding the preset's schedule, e.g. '{\"num_epochs\": 1, \"num_iterations_per_epoch\": 10}'")
+                   help="JSON overriding the preset's schedule, e.g. "
+                        "'{\"num_epochs\": 1, \"num_iterations_per_epoch\": 10}'")
     p.add_argument("--upper_bound", default="nnUNetTrainerFullySupervised",
                    help="trainer whose Dice is 100%% in the table (default: %(default)s)")
     p.add_argument("--dense_dataset_id", type=int, default=None,
-                   help="ID of the dense twin for non-scribble trainers (default: dataset ID + 100, or - 100 above 899)")
+                   help="ID of the dense twin for non-scribble trainers "
+                        "(default: dataset ID + 100, or - 100 above 899)")
     p.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
     p.add_argument("--output", default=None, help="results folder")
     p.add_argument("--reuse", action="store_true",
@@ -203,7 +205,8 @@ def main(argv=None) -> int:
         if args.plans != "nnUNetPlans":
             raise SystemExit(f"{pre_root / raw_dir.name / (args.plans + '.json')} not found: plan and preprocess "
                              f"these plans first (nnUNetv2_plan_experiment ... -overwrite_plans_name {args.plans}, "
-                             f"nnUNetv2_preprocess -d {args.dataset_id} -plans_name {args.plans} -c {args.configuration})")
+                             f"nnUNetv2_preprocess -d {args.dataset_id} -plans_name {args.plans} "
+                             f"-c {args.configuration})")
         pipeline.plan_and_preprocess(args.dataset_id, [args.configuration], env, log)
     results = []
     for run in range(args.repeats):

@@ -1,6 +1,7 @@
 """Runnable script: degraded (shrunk/dropped) copy of a scribble dataset.
 
-Logic in nnunet_scribble.dataset_conversion.degrade_dataset; also installed as the console script nnunet_scribble_degrade.
+Logic in nnunet_scribble.dataset_conversion.degrade_dataset; also installed as the console script
+nnunet_scribble_degrade.
 """
 from nnunet_scribble.dataset_conversion.degrade_dataset import main
 

@@ -14,7 +14,7 @@ DATASET_JSON = {"channel_names": {"0": "MRI"}, "labels": {"background": 0, "RV":
 def tiny_plans(dim: int = 2, dataset_name: str = "Dataset999_Tiny") -> dict:
     """A plans dict with one small configuration ('2d' or '3d_fullres'), 3 stages, 8-32 features."""
     conv = "torch.nn.modules.conv.Conv2d" if dim == 2 else "torch.nn.modules.conv.Conv3d"
-    norm = "torch.nn.modules.instancenorm.InstanceNorm2d" if dim == 2 else "torch.nn.modules.instancenorm.InstanceNorm3d"
+    norm = f"torch.nn.modules.instancenorm.InstanceNorm{dim}d"
     patch = [32, 32] if dim == 2 else [8, 32, 32]
     k = [3] * dim
     strides = [[1] * dim, [2] * dim, [2] * dim] if dim == 2 else [[1, 1, 1], [1, 2, 2], [2, 2, 2]]

@@ -1,18 +1,13 @@
 """The cost table of benchmarks/bench_train_step.py: ratios and the data-pipeline columns, on hand-made numbers."""
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_train_step.py"
+from nnunet_helpers import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("bench_train_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_train_step")
 
 
 def _run(step_s, data_s, peak=100.0, inference=1.0, flops=2e9):

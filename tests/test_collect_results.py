@@ -1,25 +1,21 @@
 """benchmarks/collect_results.py: merging results folders, pooling runs of one name, --rename."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from nnunet_helpers import load_benchmark
 
 from nnunet_scribble.evaluation import evaluate_folder
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "collect_results.py"
 LABELS = {"background": 0, "A": 1, "ignore": 2}
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("collect_results", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("collect_results")
 
 
 def _write(folder: Path, name: str, arr: np.ndarray):

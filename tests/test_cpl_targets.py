@@ -1,19 +1,12 @@
 """benchmarks/cpl_targets.py: the class MaCo's L_con pulls each voxel towards, worked out by hand on one row."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
-
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "cpl_targets.py"
+from nnunet_helpers import load_benchmark
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("cpl_targets", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("cpl_targets")
 
 
 def test_weight_argmax_on_a_row_by_hand():

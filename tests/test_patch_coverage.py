@@ -1,22 +1,16 @@
 """benchmarks/patch_coverage.py: nnU-Net's own patch sampler on a constructed case, exact windows."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
+from nnunet_helpers import load_benchmark
 from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
 from nnunetv2.utilities.label_handling.label_handling import LabelManager
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "patch_coverage.py"
 LABELS = {"background": 0, "a": 1, "ignore": 2}
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("patch_coverage", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("patch_coverage")
 
 
 class _OneCase:

@@ -52,7 +52,8 @@ def test_write_preset_plans_keeps_data_identifier(tmp_path):
     assert written["configurations"]["2d"]["data_identifier"] == "nnUNetPlans_2d"
     assert pipeline.write_preset_plans(tmp_path, pipeline.PRESETS["paper"]) == "nnUNetPlans"
     (tmp_path / "nnUNetPlans_1p5mm.json").write_text(json.dumps({**plans, "plans_name": "nnUNetPlans_1p5mm"}))
-    assert pipeline.write_preset_plans(tmp_path, pipeline.PRESETS["cpu"], "nnUNetPlans_1p5mm") == "nnUNetPlans_1p5mm_cpu"
+    name = pipeline.write_preset_plans(tmp_path, pipeline.PRESETS["cpu"], "nnUNetPlans_1p5mm")
+    assert name == "nnUNetPlans_1p5mm_cpu"
     assert json.loads((tmp_path / "nnUNetPlans_1p5mm_cpu.json").read_text())["plans_name"] == "nnUNetPlans_1p5mm_cpu"
     with pytest.raises(FileNotFoundError, match="plan_and_preprocess"):
         pipeline.write_preset_plans(tmp_path / "missing", pipeline.PRESETS["cpu"])

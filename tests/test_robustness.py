@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import shutil
 import math
@@ -11,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from nnunet_helpers import load_benchmark
 
 from nnunet_scribble import pipeline
 from nnunet_scribble import robustness as rb
@@ -28,10 +28,7 @@ def _summary(dice: float, cases=("a", "b")) -> dict:
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location("run_robustness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("run_robustness")
 
 
 # ---------------------------------------------------------------- conditions and names
@@ -198,7 +195,8 @@ def test_full_cell_from_earlier_summaries_is_checked(tmp_path, monkeypatch, caps
            ({"hparams": {"lambda_x": 2}}, r"hyperparameter overrides is \{'lambda_x': 2\}, expected \{\}"),
            ({"schedule": {"num_epochs": 1}}, r"schedule is \{'num_epochs': 1\}, expected \{'num_epochs': 50"),
            ({"reused_model_differs": {"num_epochs": {"checkpoint": 5, "now": 50}}},
-            "its model was trained with other hyperparameters than nnUNetTrainerScribble uses now \\(num_epochs 5 -> 50\\)")]
+            "its model was trained with other hyperparameters than nnUNetTrainerScribble uses now "
+            "\\(num_epochs 5 -> 50\\)")]
     for change, message in bad:
         f = _full_summary(folder, trainers[0], **change)
         with pytest.raises(ValueError, match=f"{f.name}: {message}"):

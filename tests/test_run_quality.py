@@ -1,23 +1,17 @@
 """benchmarks/run_quality.py --reuse: a reused model keeps the training time measured when it was trained."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import torch
+from nnunet_helpers import load_benchmark
 
 from nnunet_scribble import benchmarking as bm
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "run_quality.py"
-
 
 def _module():
-    spec = importlib.util.spec_from_file_location("run_quality", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("run_quality")
 
 
 def test_previous_train_seconds_same_model_only(tmp_path):

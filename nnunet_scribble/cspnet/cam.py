@@ -53,7 +53,8 @@ class CAMNetwork(nn.Module):
         self.classifier = conv(channels, num_classes - 1, 1, bias=False)
         norm = encoder.norm_op(channels, **(encoder.norm_op_kwargs or {})) if encoder.norm_op else nn.Identity()
         nonlin = encoder.nonlin(**(encoder.nonlin_kwargs or {})) if encoder.nonlin else nn.LeakyReLU(inplace=True)
-        self.seg_head = nn.Sequential(conv(channels, channels, 3, padding=1), norm, nonlin, conv(channels, num_classes, 1))
+        self.seg_head = nn.Sequential(conv(channels, channels, 3, padding=1), norm, nonlin,
+                                      conv(channels, num_classes, 1))
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if self.stem is not None:

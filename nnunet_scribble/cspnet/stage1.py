@@ -324,9 +324,10 @@ def generate_pseudo_labels(trainer: nnUNetTrainerCSPNet, model: CAMNetwork, iden
     ``trainer.pseudo_label_source``: ``"cam"`` (the paper: thresholded CAMs of the classes in the image, eq. 10)
     or ``"segmentation"`` (the stage-1 segmentation head's argmax over background and the classes in the image).
     Scribble voxels override either, and foreground farther than ``trainer.pseudo_label_max_distance`` from every
-    scribble of its class becomes background (:func:`~nnunet_scribble.cspnet.cam.gate_by_scribble_distance`). For CAMs with ``trainer.cam_threshold < 0`` a first pass over the cases picks
-    the threshold with the best mean per-class recall on the scribbles
-    (:func:`~nnunet_scribble.cspnet.cam.choose_threshold`); the second pass writes.
+    scribble of its class becomes background (:func:`~nnunet_scribble.cspnet.cam.gate_by_scribble_distance`).
+    For CAMs with ``trainer.cam_threshold < 0`` a first pass over the cases picks the threshold with the best mean
+    per-class recall on the scribbles (:func:`~nnunet_scribble.cspnet.cam.choose_threshold`); the second pass
+    writes.
     """
     source = trainer.pseudo_label_source
     if source not in ("cam", "segmentation"):

@@ -11,8 +11,8 @@ Two styles, both re-implemented from their descriptions (the original CSPNet cod
     boundary with probability r).
     Line: skeleton (thinning; CSPNet: medial axis) -> spanning tree of its 8-neighbour graph -> a root-to-leaf
     path drawn with probability proportional to its length. Boundary: erosion with a ``erosion`` x ``erosion``
-    square (CSPNet: 20), largest piece, its contour jittered radially about the centroid by one integer offset drawn from
-    [-erosion, erosion/2 - 1] (the "random affine transformation", Eq. 21; we draw one offset per scribble, which
+    square (CSPNet: 20), largest piece, its contour jittered radially about the centroid by one integer offset drawn
+    from [-erosion, erosion/2 - 1] (the "random affine transformation", Eq. 21; we draw one offset per scribble, which
     makes it a scaling about the centroid, and limit the outward offset to the erosion depth erosion/2 so that the
     curve stays inside convex objects; CSPNet draws from [-k, k]); falls back to a line when the erosion leaves
     nothing. Deviation: an object whose skeleton has 2 pixels or fewer (discs, squares: thinning reduces them to a

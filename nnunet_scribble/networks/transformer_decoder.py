@@ -19,9 +19,10 @@ embeddings are never registered, hence never trained):
   position encoding, Chu et al. 2021) and a depth-wise convolution inside the MLP (Mix-FFN, Xie et al. 2021) passes
   information between windows (instead of Swin's shifted windows). Both are trained and work for any size.
 
-Memory estimate for ``fine_stage="conv"`` (an upper bound for the default light fine stages; activations kept for backward, fp16 as under nnU-Net's autocast; heads of 32 channels, depth 2,
-MLP ratio 4, windows of 64 tokens; counted with ``torch.autograd.graph.saved_tensors_hooks`` on the meta device,
-an upper bound because tensors saved twice are counted twice):
+Memory estimate for ``fine_stage="conv"`` (an upper bound for the default light fine stages; activations kept for
+backward, fp16 as under nnU-Net's autocast; heads of 32 channels, depth 2, MLP ratio 4, windows of 64 tokens;
+counted with ``torch.autograd.graph.saved_tensors_hooks`` on the meta device, an upper bound because tensors saved
+twice are counted twice):
 
 - ACDC 2d plan (patch 256x224, batch 56, 6 stages 32-512, 2 convs per stage): encoder 2.3 GB, planned CNN decoder
   3.2 GB, this decoder 5.7 GB (attention at the bottleneck 8x7x512, stride 16 16x14x512 and stride 8 32x28x256:

@@ -17,10 +17,11 @@ from nnunet_scribble.trainers.nnUNetTrainerPCLMix import (nnUNetTrainerPCLMix, n
 from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
 
 __all__ = ["nnUNetTrainerCSPNet", "nnUNetTrainerCSPNetBasic", "nnUNetTrainerCSPNetNoDc", "nnUNetTrainerCSPNetNoDPM",
-           "nnUNetTrainerCSPNetNoDs", "nnUNetTrainerCSPNetNoLoRM", "nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised", "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
+           "nnUNetTrainerCSPNetNoDs", "nnUNetTrainerCSPNetNoLoRM", "nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised",
+           "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
            "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoPerClassN",
            "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble",
            "nnUNetTrainerPCLMix", "nnUNetTrainerPCLMixNoContrast", "nnUNetTrainerPCLMixNoHet",
            "nnUNetTrainerPCLMixNoMix", "nnUNetTrainerPCLMixNoTFSup",
-           "nnUNetTrainerMedCL", "nnUNetTrainerMedCLNoAC", "nnUNetTrainerMedCLNoCategory", "nnUNetTrainerMedCLNoCluster",
-           "nnUNetTrainerMedCLNoMix", "nnUNetTrainerMedCLUnionSum"]
+           "nnUNetTrainerMedCL", "nnUNetTrainerMedCLNoAC", "nnUNetTrainerMedCLNoCategory",
+           "nnUNetTrainerMedCLNoCluster", "nnUNetTrainerMedCLNoMix", "nnUNetTrainerMedCLUnionSum"]

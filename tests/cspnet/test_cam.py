@@ -1,4 +1,4 @@
-"""CSPNet stage 1: CAM network shapes/gradients, image-level labels, CAM normalisation, thresholding, threshold choice."""
+"""CSPNet stage 1: CAM network shapes/gradients, image-level labels, CAM normalisation, thresholds and their choice."""
 import math
 
 import numpy as np

@@ -1,4 +1,4 @@
-"""CSPNet through nnU-Net's real commands: stage 1 when pseudo labels are missing, reuse, resume, user labels, errors."""
+"""CSPNet through nnU-Net's commands: stage 1 when pseudo labels are missing, reuse, resume, user labels, errors."""
 from __future__ import annotations
 
 import json

@@ -1,17 +1,16 @@
 """metrics.error_breakdown and benchmarks/error_breakdown.py, counted by hand on one row."""
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from nnunet_helpers import load_benchmark
 
 from nnunet_scribble.evaluation.metrics import error_breakdown, far_foreground_fraction, far_mask
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "error_breakdown.py"
 LABELS = {"background": 0, "A": 1, "B": 2, "ignore": 3}
 
 
@@ -51,10 +50,7 @@ def test_no_reference_foreground_makes_every_false_positive_far():
 
 
 def _module():
-    spec = importlib.util.spec_from_file_location("error_breakdown", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("error_breakdown")
 
 
 def _write(folder: Path, name: str, arr: np.ndarray):

@@ -202,7 +202,8 @@ def test_trainer_defaults_survive_nnunet_init(make_trainer):
 
 
 def test_environment_overrides(make_trainer, monkeypatch):
-    monkeypatch.setenv("nnUNet_scribble_hparams", json.dumps({"num_epochs": 2, "lam": 1, "num_val_iterations_per_epoch": 1}))
+    monkeypatch.setenv("nnUNet_scribble_hparams",
+                       json.dumps({"num_epochs": 2, "lam": 1, "num_val_iterations_per_epoch": 1}))
     trainer = make_trainer(ShortTrainer, initialize=False)
     assert trainer.num_epochs == 2 and trainer.lam == 1.0 and isinstance(trainer.lam, float)
     assert trainer.num_val_iterations_per_epoch == 1
@@ -322,7 +323,8 @@ def test_dataset_json_declares_outside_image_background(make_trainer, monkeypatc
     assert plain.outside_image_background is False and plain.dataset_overrides == {}
     # the environment still wins over the dataset's declaration
     monkeypatch.setenv("nnUNet_scribble_hparams", '{"outside_image_background": false}')
-    assert make_trainer(nnUNetTrainerScribble, dataset_json=declared, initialize=False).outside_image_background is False
+    trainer = make_trainer(nnUNetTrainerScribble, dataset_json=declared, initialize=False)
+    assert trainer.outside_image_background is False
     # a mistyped declaration names the dataset.json and the expected type
     with pytest.raises(ValueError, match=r"dataset\.json of .*'outside_image_background' expects bool.*'yes'"):
         make_trainer(nnUNetTrainerScribble, dataset_json={**DATASET_JSON, "outside_image_background": "yes"},

@@ -1,4 +1,4 @@
-"""nnUNetTrainerCSPNet stage 2: loss terms (eq. 5-19), gradients, ignore handling, empty batches, ablations, inference."""
+"""nnUNetTrainerCSPNet stage 2: terms (eq. 5-19), gradients, ignore handling, empty batches, ablations, inference."""
 from __future__ import annotations
 
 import pytest
@@ -102,7 +102,8 @@ def test_batch_without_pseudo_label_channels_falls_back_to_the_scribbles(make_tr
     assert torch.isfinite(torch.as_tensor(out["loss"])) and {"term_segc", "term_lorm", "term_ds"} <= set(out)
 
 
-@pytest.mark.parametrize("cls, absent", [(nnUNetTrainerCSPNetNoLoRM, {"lorm"}), (nnUNetTrainerCSPNetNoDPM, {"ds", "dc"}),
+@pytest.mark.parametrize("cls, absent", [(nnUNetTrainerCSPNetNoLoRM, {"lorm"}),
+                                         (nnUNetTrainerCSPNetNoDPM, {"ds", "dc"}),
                                          (nnUNetTrainerCSPNetNoDs, {"ds"}), (nnUNetTrainerCSPNetNoDc, {"dc"}),
                                          (nnUNetTrainerCSPNetBasic, {"lorm", "ds", "dc"})])
 def test_ablations_drop_their_terms(make_trainer, cls, absent):
@@ -162,7 +163,8 @@ def test_outside_image_background_is_background_in_stage_2_pseudo_labels_only(ma
                 trainer.get_validation_transforms(None, ignore_label=IGNORE)]
 
     def inserted(pipeline):
-        return [t for t in getattr(pipeline, "transforms", []) if isinstance(t, PseudoLabelOutsideToBackgroundTransform)]
+        return [t for t in getattr(pipeline, "transforms", [])
+                if isinstance(t, PseudoLabelOutsideToBackgroundTransform)]
 
     for stage in (1, 2):
         trainer._stage = stage
