@@ -31,6 +31,7 @@ stored values win over it. ``python benchmarks/reproduce.py term_gradients`` run
 from __future__ import annotations
 
 import argparse
+import glob
 import math
 import os
 import random
@@ -202,16 +203,24 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("nnUNet_n_proc_DA", "0")  # a few batches: no augmentation workers unless asked
     from nnunetv2.run.run_training import get_trainer_from_args
+    from nnunetv2.utilities.file_path_utilities import get_output_folder
 
     from nnunet_scribble.trainers.common import CHECKPOINT_KEY, TrainerCommon
     from nnunet_scribble.trainers.hparams import apply_overrides
 
     torch.manual_seed(args.seed)
     fold = args.fold if args.fold == "all" else int(args.fold)
+    folder = get_output_folder(args.dataset, args.trainer, args.plans, args.configuration, fold)
+    logs_before = set(glob.glob(os.path.join(folder, "training_log_*.txt")))
     trainer = get_trainer_from_args(args.dataset, args.configuration, fold, args.trainer, args.plans,
                                     device=torch.device(args.device))
     if not isinstance(trainer, TrainerCommon):
         raise SystemExit(f"{args.trainer} is not a trainer of nnunet_scribble (its loss terms are not named)")
+    # messages still reach the console; the model folder keeps its training's logs only (the trainer's constructor
+    # has already started a log of its own there: remove it)
+    if os.path.isfile(trainer.log_file) and trainer.log_file not in logs_before:
+        os.remove(trainer.log_file)
+    trainer.log_file = os.devnull
     path = None
     if args.checkpoint != "none":
         path = args.checkpoint

@@ -81,10 +81,12 @@ def test_stage1_writes_pseudo_labels_then_stage2_trains_predicts_and_reuses_them
     # benchmarks/term_gradients.py draws stage-2 batches (pseudo labels as the loader's second channel) without
     # on_train_start: prepare_training_data reuses the fold's pseudo labels, so every stage-2 term is measured
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "term_gradients.py"
+    logs = sorted(fold.glob("training_log_*.txt"))
     pipeline.run_command([sys.executable, script, "-d", DATASET_ID, "-c", "2d", "-f", "0", "-tr", TRAINER,
                           "-p", dataset["plans"], "--batches", "1"], dataset["env"], log_file=tmp_path / "tg.log")
     rows = [line.split(" | ")[0] for line in (tmp_path / "tg.log").read_text().splitlines() if " | " in line]
     assert {"segs", "segc", "lorm", "ds", "dc", "total"} <= set(rows)
+    assert sorted(fold.glob("training_log_*.txt")) == logs  # the model folder keeps its training's logs only
 
     stamp = (folder / stage1.MANIFEST).stat().st_mtime
     log = _train(dataset)  # a new training of the same fold reuses them
