@@ -39,6 +39,11 @@ What is measured, for ``nnUNetTrainer`` first and then each trainer of ``-tr``, 
   built as ``nnUNetv2_predict`` builds it (``build_network_architecture(..., enable_deep_supervision=False)`` and a
   strict ``load_state_dict`` of the training weights); mirroring off unless ``--mirroring``. Median of
   ``--inference_reps`` predictions after one warm-up, including nnU-Net's preprocessing of the array.
+- **where the time goes** (``--profile N``): ``torch.profiler`` over N more steps; per step, the GPU's busy time (the
+  sum of its kernels; CPU: the operators' own CPU time) and, for each trainer, the operators and the kernels whose
+  time exceeds the reference's times the trainer's FLOP ratio the most: the work FLOPs do not explain
+  (memory-bound losses, layout transposes, gradient sums). An operator's own time includes the kernels it launched,
+  so the two tables overlap; ``busy_ms`` counts each kernel once.
 
 Repetitions are interleaved (trainer A, B, C, A, B, C, ...), each in its own subprocess, to spread a noisy machine's
 slow phases over all trainers. The table prints absolute values and ratios to ``nnUNetTrainer``; ``--json`` saves
@@ -90,6 +95,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="set nnUNet_compile=false (nnU-Net compiles the network on CUDA by default)")
     p.add_argument("--no_flops", action="store_true",
                    help="skip the FLOP count (device-independent; under torch.compile it costs another compilation)")
+    p.add_argument("--profile", type=int, default=0,
+                   help="profile this many extra steps per trainer (torch.profiler) and print where the time goes "
+                        "beyond the FLOP ratio (0: off; default: %(default)s)")
     p.add_argument("--json", default=None, help="write the raw results to this file")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return p.parse_args(argv)
@@ -189,6 +197,44 @@ def time_steps(trainer, batch: dict, warmup: int, steps: int, device) -> tuple[l
     if cuda:
         return times, torch.cuda.max_memory_allocated() / 2 ** 20
     return times, (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+
+
+def profile_steps(trainer, batch: dict, steps: int, device) -> dict:
+    """Milliseconds per step by operator and by kernel, from ``torch.profiler`` over ``steps`` more steps.
+
+    CUDA: each operator's own kernel time (``self_device_time_total``) and each kernel's (the kernels also count in
+    the operator that launched them, so ``busy_ms``, the GPU's busy time per step, sums the kernels only). CPU: each
+    operator's own CPU time; ``busy_ms`` sums them.
+    """
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device.type == "cuda"
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    trainer.network.train()
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            trainer.train_step(batch)
+        if cuda:
+            torch.cuda.synchronize()
+    ops: dict[str, float] = {}
+    kernels: dict[str, float] = {}
+    for event in prof.key_averages():
+        on_cpu = event.device_type == torch.autograd.DeviceType.CPU
+        ms = (event.self_device_time_total if cuda else event.self_cpu_time_total) / 1000 / steps
+        if ms > 0:
+            (ops if on_cpu else kernels)[event.key] = ms
+    return {"ops_ms": ops, "kernels_ms": kernels, "busy_ms": sum(kernels.values() if cuda else ops.values())}
+
+
+def excess_over_flops(profile: dict, reference: dict, flop_ratio: float, kind: str, rows: int = 10
+                      ) -> list[tuple[str, float, float, float]]:
+    """``(name, reference ms, trainer ms, trainer - flop_ratio * reference)`` of ``kind`` (``ops_ms`` or
+    ``kernels_ms``), largest excess first: the time a trainer spends beyond what its FLOP ratio explains."""
+    ref, own = reference[kind], profile[kind]
+    table = [(name, ref.get(name, 0.0), own.get(name, 0.0), own.get(name, 0.0) - flop_ratio * ref.get(name, 0.0))
+             for name in set(ref) | set(own)]
+    return sorted(table, key=lambda row: -row[3])[:rows]
 
 
 def _conv_backward_flop(grad_out_shape, x_shape, w_shape, _bias, _stride, _padding, _dilation, transposed,
@@ -316,6 +362,7 @@ def worker(args: argparse.Namespace) -> dict:
         trainer.initialize()
         batch = synthetic_batch(trainer, args.annotated)
         step_times, peak_mib = time_steps(trainer, batch, args.warmup, args.steps, device)
+        profile = profile_steps(trainer, batch, args.profile, device) if args.profile > 0 else None
         try:
             flops = float("nan") if args.no_flops else count_flops(trainer, batch)
         except Exception as e:  # e.g. FlopCounterMode inside a compiled graph: keep the timings
@@ -331,7 +378,7 @@ def worker(args: argparse.Namespace) -> dict:
         inference = time_inference(trainer, args, device) if args.inference_reps > 0 else []
     return {"trainer": args.worker, "step_s": step_times, "peak_mib": peak_mib, "inference_s": inference,
             "flops": flops, "flops_error": flops_error, "data_s": data, "data_error": data_error,
-            "data_note": data_note,
+            "data_note": data_note, "profile": profile,
             "patch_size": list(trainer.configuration_manager.patch_size),
             "batch_size": trainer.configuration_manager.batch_size,
             "parameters": sum(p.numel() for p in trainer.network.parameters())}
@@ -380,6 +427,31 @@ def format_table(summary: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
+def format_profile(results: dict[str, list[dict]], summary: dict[str, dict], cuda: bool) -> str:
+    """Per trainer: busy time per step against the reference's, and the operators and kernels beyond its FLOP ratio
+    (first repetition's profile; without a FLOP count, beyond the reference's time)."""
+    ref = results[REFERENCE][0].get("profile")
+    if not ref:
+        return ""
+    lines = []
+    for name, runs in results.items():
+        prof = runs[0].get("profile")
+        if name == REFERENCE or not prof:
+            continue
+        ratio = summary[name]["gflops"] / summary[REFERENCE]["gflops"]
+        scale, basis = (ratio, f"its FLOP ratio {ratio:.2f}") if math.isfinite(ratio) else (1.0, "the reference")
+        lines.append(f"\n{name}: {'GPU busy' if cuda else 'CPU time'} {prof['busy_ms']:.1f} ms per step against "
+                     f"{ref['busy_ms']:.1f} ({prof['busy_ms'] / ref['busy_ms']:.2f} ×), "
+                     f"{prof['busy_ms'] - scale * ref['busy_ms']:+.1f} ms beyond {basis}:")
+        for kind, title in (("ops_ms", "operator (own time)"), ("kernels_ms", "kernel")):
+            if not prof[kind]:
+                continue
+            lines += [f"| {title} | {REFERENCE} ms | {name} ms | beyond ms |", "|---|---:|---:|---:|"]
+            lines += [f"| {key[:80]} | {r:.2f} | {t:.2f} | {x:+.2f} |"
+                      for key, r, t, x in excess_over_flops(prof, ref, scale, kind)]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
@@ -414,6 +486,8 @@ def main(argv: list[str] | None = None) -> None:
           f"{platform.processor() or platform.machine()}, torch threads from the environment; "
           f"{args.reps}×{args.steps} steps per trainer\n")
     print(format_table(summary))
+    if args.profile:
+        print(format_profile(results, summary, args.device == "cuda"))
     for t, runs in results.items():
         if runs[0].get("data_error"):
             print(f"\n{t}: data pipeline not measured: {runs[0]['data_error']}")

@@ -91,3 +91,31 @@ def test_stand_in_pseudo_labels_spread_each_scribble_to_its_nearest_voxels(tmp_p
     assert a.shape == (1, 1, 6) and a.dtype == np.int8  # no channel axis, int8: as stage 1 writes them
     assert a.ravel().tolist() == [1, 1, 2, 2, 2, 2]
     assert stage1.load_label(str(folder / "b"), NumpyDataset).ravel().tolist() == [0, 0, 0]
+
+
+def test_profile_excess_over_the_flop_ratio_by_hand():
+    bench = _module()
+    ref = {"ops_ms": {"conv": 10.0, "add": 1.0}, "kernels_ms": {"k1": 8.0}, "busy_ms": 8.0}
+    own = {"ops_ms": {"conv": 20.0, "add": 5.0, "softmax": 2.0}, "kernels_ms": {"k1": 20.0}, "busy_ms": 20.0}
+    rows = bench.excess_over_flops(own, ref, 2.0, "ops_ms")
+    assert rows == [("add", 1.0, 5.0, 3.0), ("softmax", 0.0, 2.0, 2.0), ("conv", 10.0, 20.0, 0.0)]
+    results = {"nnUNetTrainer": [{"profile": ref}], "X": [{"profile": own}]}
+    summary = {"nnUNetTrainer": {"gflops": 1.0}, "X": {"gflops": 2.0}}
+    text = bench.format_profile(results, summary, cuda=True)
+    assert "X: GPU busy 20.0 ms per step against 8.0 (2.50 ×), +4.0 ms beyond its FLOP ratio 2.00:" in text
+    assert "| add | 1.00 | 5.00 | +3.00 |" in text and "| k1 | 8.00 | 20.00 | +4.00 |" in text
+    summary["X"]["gflops"] = summary["nnUNetTrainer"]["gflops"] = float("nan")  # --no_flops: against the reference
+    assert "+12.0 ms beyond the reference:" in bench.format_profile(results, summary, cuda=True)
+
+
+def test_profile_of_real_steps_on_cpu(make_trainer):
+    import torch
+
+    from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
+
+    bench = _module()
+    trainer = make_trainer(nnUNetTrainerScribble)
+    batch = bench.synthetic_batch(trainer, 0.2)
+    prof = bench.profile_steps(trainer, batch, 2, torch.device("cpu"))
+    assert prof["kernels_ms"] == {} and prof["busy_ms"] == sum(prof["ops_ms"].values()) > 0
+    assert any("conv" in name for name in prof["ops_ms"])  # the network's convolutions are in the table
