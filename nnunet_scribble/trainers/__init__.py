@@ -1,8 +1,9 @@
 """nnU-Net trainers of this package. Every public trainer class is re-exported here (and, through
 :mod:`nnunet_scribble.nnunet_ext.nnunet_scribble_trainers`, found by ``nnUNetv2_train -tr <name>``)."""
 from nnunet_scribble.trainers.nnUNetTrainerCSPNet import (nnUNetTrainerCSPNet, nnUNetTrainerCSPNetBasic,
-                                                          nnUNetTrainerCSPNetNoDc, nnUNetTrainerCSPNetNoDPM,
-                                                          nnUNetTrainerCSPNetNoDs, nnUNetTrainerCSPNetNoLoRM)
+                                                          nnUNetTrainerCSPNetDPMRamp, nnUNetTrainerCSPNetNoDc,
+                                                          nnUNetTrainerCSPNetNoDPM, nnUNetTrainerCSPNetNoDs,
+                                                          nnUNetTrainerCSPNetNoLoRM)
 from nnunet_scribble.trainers.nnUNetTrainerDMPLS import nnUNetTrainerDMPLS
 from nnunet_scribble.trainers.nnUNetTrainerFullySupervised import nnUNetTrainerFullySupervised
 from nnunet_scribble.trainers.nnUNetTrainerMaCo import (nnUNetTrainerMaCo, nnUNetTrainerMaCoHardPL,
@@ -16,8 +17,9 @@ from nnunet_scribble.trainers.nnUNetTrainerPCLMix import (nnUNetTrainerPCLMix, n
                                                           nnUNetTrainerPCLMixNoTFSup)
 from nnunet_scribble.trainers.nnUNetTrainerScribble import nnUNetTrainerScribble
 
-__all__ = ["nnUNetTrainerCSPNet", "nnUNetTrainerCSPNetBasic", "nnUNetTrainerCSPNetNoDc", "nnUNetTrainerCSPNetNoDPM",
-           "nnUNetTrainerCSPNetNoDs", "nnUNetTrainerCSPNetNoLoRM", "nnUNetTrainerDMPLS", "nnUNetTrainerFullySupervised",
+__all__ = ["nnUNetTrainerCSPNet", "nnUNetTrainerCSPNetBasic", "nnUNetTrainerCSPNetDPMRamp", "nnUNetTrainerCSPNetNoDc",
+           "nnUNetTrainerCSPNetNoDPM", "nnUNetTrainerCSPNetNoDs", "nnUNetTrainerCSPNetNoLoRM", "nnUNetTrainerDMPLS",
+           "nnUNetTrainerFullySupervised",
            "nnUNetTrainerMaCo", "nnUNetTrainerMaCoHardPL",
            "nnUNetTrainerMaCoNoCPL", "nnUNetTrainerMaCoNoMCM", "nnUNetTrainerMaCoPerClassN",
            "nnUNetTrainerMaCoRandomMask", "nnUNetTrainerScribble",

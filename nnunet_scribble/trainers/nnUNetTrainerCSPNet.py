@@ -15,6 +15,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_scribble.cspnet import stage1
+from nnunet_scribble.losses.contrastive import sigmoid_rampup
 from nnunet_scribble.losses.cspnet import distance_perception_loss, label_smoothed_ce, lorm_loss
 from nnunet_scribble.networks import LoRMHead, MultiDecoderNetwork, MultiDecoderOutput
 from nnunet_scribble.networks.heads import stage_closest_to_stride
@@ -93,6 +94,10 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
     lambda_c: float = 6.0
     weight_ds: float = 1.0
     weight_dc: float = 1.0
+    #: Sigmoid ramp-up of ``weight_ds`` and ``weight_dc`` over this fraction of the epochs (``exp(-5 (1 - t)^2)``,
+    #: Laine & Aila; 0: none, the paper). Not in the paper or the reference code; for the entropy terms' early pull
+    #: against the scribble term (benchmarks/README.md, CSPNet's per-term gradients on MSCMRseg).
+    dp_rampup_fraction: float = 0.0
     # ---- structure, read when the network is built (also by nnUNetv2_predict): upper case, so no environment
     # override can make the training network differ from the one inference builds; change them in a subclass
     #: LoRM token budget per sample.
@@ -243,11 +248,16 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
             grid = F.interpolate(foreground, size=features.shape[2:], mode="area")[:, 0] > 0.5
             delta = unwrap_network(self.network).head.delta
             terms["lorm"] = (lorm_loss(features, query, key, grid, delta), self.lambda_lorm)
+        ramp = self.distance_perception_ramp()
         if self.weight_ds > 0:
-            terms["ds"] = (distance_perception_loss(logits, d_s), self.weight_ds)
+            terms["ds"] = (distance_perception_loss(logits, d_s), self.weight_ds * ramp)
         if self.weight_dc > 0:
-            terms["dc"] = (distance_perception_loss(logits, d_c), self.weight_dc)
+            terms["dc"] = (distance_perception_loss(logits, d_c), self.weight_dc * ramp)
         return terms
+
+    def distance_perception_ramp(self) -> float:
+        """Factor on ``weight_ds``/``weight_dc`` at the current epoch: 1 unless ``dp_rampup_fraction`` > 0."""
+        return sigmoid_rampup(self.current_epoch, self.dp_rampup_fraction * self.num_epochs)
 
     def _maps_from_labels(self, labels: torch.Tensor) -> torch.Tensor:
         ignore, spacing = self.label_manager.ignore_label, self.configuration_manager.spacing
@@ -269,6 +279,12 @@ class nnUNetTrainerCSPNetNoDPM(nnUNetTrainerCSPNet):
 
     weight_ds: float = 0.0
     weight_dc: float = 0.0
+
+
+class nnUNetTrainerCSPNetDPMRamp(nnUNetTrainerCSPNet):
+    """Variant (not in the paper): ``ds`` and ``dc`` ramped up over the first 30 % of the epochs, every term kept."""
+
+    dp_rampup_fraction: float = 0.3
 
 
 class nnUNetTrainerCSPNetNoDs(nnUNetTrainerCSPNet):

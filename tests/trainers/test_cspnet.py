@@ -1,6 +1,8 @@
 """nnUNetTrainerCSPNet stage 2: terms (eq. 5-19), gradients, ignore handling, empty batches, ablations, inference."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -117,6 +119,21 @@ def test_ablations_drop_their_terms(make_trainer, cls, absent):
     if "lorm" in absent:  # DDP: no parameter without a gradient
         trainer.train_step(batch)
         assert all(p.grad is not None for n, p in trainer.network.named_parameters() if "seg_layers.0" not in n)
+
+
+def test_distance_perception_ramp_scales_ds_and_dc_only(make_trainer):
+    trainer = make_trainer(nnUNetTrainerCSPNet)
+    trainer.network.train()
+    batch = cspnet_batch(trainer)
+    target, extra = trainer.split_target(batch["target"])
+    assert trainer.dp_rampup_fraction == 0.0 and trainer.distance_perception_ramp() == 1.0  # the paper: no ramp
+    trainer.num_epochs, trainer.dp_rampup_fraction, trainer.weight_dc = 50, 0.3, 2.0  # ramp over 15 epochs
+    # exp(-5 (1 - t)^2): t = 0 -> e^-5; t = 9/15 = 0.6 -> e^-0.8; t >= 1 -> 1
+    for epoch, factor in [(0, math.exp(-5.0)), (9, math.exp(-0.8)), (15, 1.0), (40, 1.0)]:
+        trainer.current_epoch = epoch
+        terms = trainer.compute_loss_terms(batch["data"], target, extra)
+        weights = {k: w for k, (_, w) in terms.items()}
+        assert weights == pytest.approx({"segs": 1.0, "segc": 0.1, "lorm": 0.5, "ds": factor, "dc": 2 * factor})
 
 
 @pytest.mark.parametrize("dim", [2, 3])
