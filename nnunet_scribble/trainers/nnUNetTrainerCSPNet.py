@@ -58,7 +58,8 @@ class nnUNetTrainerCSPNet(nnUNetTrainerScribble):
       grid, > 0.5), learnable δ; the MSE runs over foreground positions only (deviation, see
       :func:`~nnunet_scribble.losses.cspnet.lorm_loss`);
     - ``ds``/``dc`` (eq. 16, 18, 19; weights ``weight_ds``/``weight_dc``, 1 in the paper): entropy of the prediction
-      weighted by ``d_s``/``d_c`` and normalised by their non-zero count (entropy *reduction*, methods.md).
+      weighted by ``d_s``/``d_c`` and normalised by their non-zero count (entropy *reduction*, methods.md);
+      ``dp_rampup_fraction`` > 0 ramps both weights up per epoch (deviation, off by default; ``...DPMRamp``: 0.3).
 
     Defaults are Table A5's ACDC row (λ_segc 0.1, λ_lorm 0.5, λ_s 1, λ_c 6); the network, optimiser, schedule and
     inference are nnU-Net's (the LoRM head is not run in eval mode). DDP: stage 1 runs on rank 0 while the other ranks
