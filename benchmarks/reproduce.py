@@ -27,7 +27,9 @@ run-to-run noise (the tables give the spread between runs). Running times on 2 C
 ``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2.5 h,
 ``mscmr_zero_border`` about 3.3 h per run (PCLMix alone 1 h), ``robustness`` about 15 h, ``cost`` 20 min,
 ``cpl_targets`` 2 min, ``coverage`` 5 min, ``term_gradients`` 5 min once its models exist. With a GPU pass
-``-device cuda`` (and ``--preset paper`` for nnU-Net's full schedule).
+``-device cuda`` (and ``--preset paper`` for nnU-Net's full schedule). ``--folds 1 2`` or ``--folds all`` trains
+the ``acdc`` and ``robustness`` targets on other folds of ACDC's 5-fold patient split (one results folder per fold;
+the tables are fold 0).
 """
 from __future__ import annotations
 
@@ -59,6 +61,10 @@ MSCMR_ZERO_BORDER_ID, MSCMR_ZERO_BORDER_NAME = 528, "MSCMRScribbleZeroBorder"
 TARGETS = ("acdc", "mscmr", "mscmr_zero_border", "robustness", "cost", "cpl_targets", "coverage", "term_gradients")
 #: trainers of the term_gradients target (MedCL also at initialisation); PCLMix and the baseline for comparison
 GRADIENT_TRAINERS = ["nnUNetTrainerMedCL", "nnUNetTrainerPCLMix", "nnUNetTrainerScribble"]
+#: the folds of Dataset027's splits_final.json (patients 1-20, 21-40, ... validate fold 0, 1, ...)
+ACDC_FOLDS = range(5)
+#: targets that train on ACDC folds (--folds)
+FOLD_TARGETS = ("acdc", "robustness")
 #: runs per trainer (and condition) when --repeats is not given
 DEFAULT_REPEATS = {"acdc": 2}
 
@@ -88,13 +94,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=None,
                    help="independent trainings per trainer (acdc, mscmr) or per trainer and condition (robustness) "
                         "(default: 2 for acdc, 1 for the others)")
+    p.add_argument("--folds", nargs="+", default=["0"],
+                   help="ACDC folds of the 5-fold patient split (acdc, robustness): numbers 0-4 or 'all'; one "
+                        "results folder per fold (default: 0, the fold of the tables)")
     p.add_argument("--dry_run", action="store_true", help="print the steps and commands without running them")
     args = p.parse_args(argv)
+    args.folds = parse_folds(p, args)
     if args.repeats is None:
         args.repeats = DEFAULT_REPEATS.get(args.target, 1)
     elif args.repeats < 1:
         p.error(f"--repeats must be at least 1, got {args.repeats}")
     return args
+
+
+def parse_folds(p: argparse.ArgumentParser, args: argparse.Namespace) -> list[int]:
+    """``--folds`` as sorted fold numbers; 'all' is 0-4. Folds other than 0 only for the ACDC targets."""
+    folds = set()
+    for value in args.folds:
+        if value == "all":
+            folds.update(ACDC_FOLDS)
+        elif value.isdigit() and int(value) in ACDC_FOLDS:
+            folds.add(int(value))
+        else:
+            p.error(f"--folds: {value!r} is not a fold of ACDC's 5-fold patient split; expected 0-4 or 'all'")
+    if folds != {0} and args.target not in FOLD_TARGETS:
+        p.error(f"--folds {' '.join(args.folds)}: the {args.target} target has one split (fold 0); folds are for "
+                f"{' and '.join(FOLD_TARGETS)}")
+    return sorted(folds)
 
 
 def nnunet_folders(args) -> dict:
@@ -243,19 +269,20 @@ def steps_for(args, env: dict) -> list[Step]:
     if args.target == "acdc":
         trainers = args.trainers or ACDC_TRAINERS
         return acdc_preparation(args, env) + [Step(
-            f"train and score {len(trainers)} trainers, {args.repeats} run(s) each",
-            [sys.executable, str(bench / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", "0", *common,
-             "--repeats", str(args.repeats), "--reuse", "--output", str(out / f"acdc_2d_fold0_{args.preset}"),
-             "-tr", *trainers])]
+            f"fold {f}: train and score {len(trainers)} trainers, {args.repeats} run(s) each",
+            [sys.executable, str(bench / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f), *common,
+             "--repeats", str(args.repeats), "--reuse", "--output", str(out / f"acdc_2d_fold{f}_{args.preset}"),
+             "-tr", *trainers]) for f in args.folds]
     if args.target in ("mscmr", "mscmr_zero_border"):
         return mscmr_steps(args, env, out, common, zero_border=args.target == "mscmr_zero_border")
     if args.target == "robustness":
         trainers = args.trainers or SCRIBBLE_TRAINERS
         return acdc_preparation(args, env) + [Step(
-            f"{len(trainers)} trainers under full, shrink30/50, drop30/50, s1-s3",
-            [sys.executable, str(bench / "run_robustness.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", "0", *common,
-             "--reuse", "--repeats", str(args.repeats),
-             "--output", str(out / f"robustness_acdc_2d_fold0_{args.preset}"), "-tr", *trainers])]
+            f"fold {f}: {len(trainers)} trainers under full, shrink30/50, drop30/50, s1-s3",
+            [sys.executable, str(bench / "run_robustness.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f),
+             *common, "--reuse", "--repeats", str(args.repeats),
+             "--output", str(out / f"robustness_acdc_2d_fold{f}_{args.preset}"), "-tr", *trainers])
+            for f in args.folds]
     if args.target == "cost":
         trainers = args.trainers or COST_TRAINERS
         return acdc_preparation(args, env) + [preset_plans_step(args, env, ACDC_ID), Step(

@@ -154,3 +154,18 @@ def test_repeats_reach_the_robustness_benchmark(folders):
     assert robust[robust.index("--repeats") + 1] == "3" and "--reuse" in robust
     with pytest.raises(SystemExit):
         rp.parse_args(["acdc", "--repeats", "0"])
+
+
+def test_folds_give_one_quality_step_and_results_folder_per_fold(folders, capsys):
+    rp = _module()
+    steps = _commands(rp, ["acdc", "--folds", "3", "1", "--dry_run"])[2:]
+    assert [s[s.index("-f") + 1] for s in steps] == ["1", "3"]
+    assert [Path(s[s.index("--output") + 1]).name for s in steps] == ["acdc_2d_fold1_cpu", "acdc_2d_fold3_cpu"]
+    robust = _commands(rp, ["robustness", "--folds", "all", "0", "--dry_run"])[2:]
+    assert [s[s.index("-f") + 1] for s in robust] == ["0", "1", "2", "3", "4"]
+    default = _commands(rp, ["acdc", "--dry_run"])[2]
+    assert default[default.index("--output") + 1] == str(rp.REPO / "benchmarks" / "results" / "acdc_2d_fold0_cpu")
+    for argv, named in ((["acdc", "--folds", "5"], "'5'"), (["mscmr", "--folds", "1"], "mscmr")):
+        with pytest.raises(SystemExit):
+            rp.parse_args(argv)
+        assert named in capsys.readouterr().err
