@@ -29,7 +29,8 @@ run-to-run noise (the tables give the spread between runs). Running times on 2 C
 ``cpl_targets`` 2 min, ``coverage`` 5 min, ``term_gradients`` 5 min once its models exist. With a GPU pass
 ``-device cuda`` (and ``--preset paper`` for nnU-Net's full schedule). ``--folds 1 2`` or ``--folds all`` trains
 the ``acdc`` and ``robustness`` targets on other folds of ACDC's 5-fold patient split (one results folder per fold;
-the tables are fold 0).
+the tables are fold 0); ``acdc`` with several folds ends with ``cross_validation.py``, the table over every case
+scored once (``acdc_2d_folds01234_<preset>`` for all five: the papers' 5-fold protocol).
 """
 from __future__ import annotations
 
@@ -268,11 +269,18 @@ def steps_for(args, env: dict) -> list[Step]:
     common = ["--preset", args.preset, "-device", args.device]
     if args.target == "acdc":
         trainers = args.trainers or ACDC_TRAINERS
-        return acdc_preparation(args, env) + [Step(
+        fold_dirs = [str(out / f"acdc_2d_fold{f}_{args.preset}") for f in args.folds]
+        steps = acdc_preparation(args, env) + [Step(
             f"fold {f}: train and score {len(trainers)} trainers, {args.repeats} run(s) each",
             [sys.executable, str(bench / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f), *common,
-             "--repeats", str(args.repeats), "--reuse", "--output", str(out / f"acdc_2d_fold{f}_{args.preset}"),
-             "-tr", *trainers]) for f in args.folds]
+             "--repeats", str(args.repeats), "--reuse", "--output", folder, "-tr", *trainers])
+            for f, folder in zip(args.folds, fold_dirs)]
+        if len(args.folds) > 1:
+            steps.append(Step(
+                f"pool folds {', '.join(map(str, args.folds))}: every case scored once (cross-validation table)",
+                [sys.executable, str(bench / "cross_validation.py"), *fold_dirs, "--output",
+                 str(out / f"acdc_2d_folds{''.join(map(str, args.folds))}_{args.preset}")]))
+        return steps
     if args.target in ("mscmr", "mscmr_zero_border"):
         return mscmr_steps(args, env, out, common, zero_border=args.target == "mscmr_zero_border")
     if args.target == "robustness":

@@ -158,9 +158,12 @@ def test_repeats_reach_the_robustness_benchmark(folders):
 
 def test_folds_give_one_quality_step_and_results_folder_per_fold(folders, capsys):
     rp = _module()
-    steps = _commands(rp, ["acdc", "--folds", "3", "1", "--dry_run"])[2:]
+    *steps, pool = _commands(rp, ["acdc", "--folds", "3", "1", "--dry_run"])[2:]
     assert [s[s.index("-f") + 1] for s in steps] == ["1", "3"]
     assert [Path(s[s.index("--output") + 1]).name for s in steps] == ["acdc_2d_fold1_cpu", "acdc_2d_fold3_cpu"]
+    assert pool[1].endswith("cross_validation.py") and pool[2:4] == [s[s.index("--output") + 1] for s in steps]
+    assert Path(pool[-1]).name == "acdc_2d_folds13_cpu"
+    assert len(_commands(rp, ["acdc", "--dry_run"])) == 3  # one fold: no pooling step
     robust = _commands(rp, ["robustness", "--folds", "all", "0", "--dry_run"])[2:]
     assert [s[s.index("-f") + 1] for s in robust] == ["0", "1", "2", "3", "4"]
     default = _commands(rp, ["acdc", "--dry_run"])[2]

@@ -7,7 +7,7 @@ command). Empty-mask conventions are documented in :mod:`nnunet_scribble.evaluat
 from __future__ import annotations
 
 from nnunet_scribble.evaluation.folder import (cases_with_reference, evaluate_folder, format_table, save_boxplot,
-                                               summary_to_markdown)
+                                               summarize_cases, summary_to_markdown)
 from nnunet_scribble.evaluation.metrics import METRIC_CONVENTIONS, compute_case_metrics, dice, hd95
 from nnunet_scribble.evaluation.overlays import save_case_overlays, save_overlay_png
 
@@ -22,5 +22,6 @@ __all__ = [
     "save_boxplot",
     "save_case_overlays",
     "save_overlay_png",
+    "summarize_cases",
     "summary_to_markdown",
 ]

@@ -15,7 +15,7 @@ import os
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any, Iterable, Mapping, Sequence, Union
 
 import numpy as np
 
@@ -109,16 +109,33 @@ def _evaluate_case(rw_class: type, case: str, pred_file: str, ref_file: str,
 
 def _summarize(case_results: list[dict[str, Any]], labels: Mapping[str, Any], ref_dir: Path, pred_dir: Path,
                missing: list[str]) -> dict[str, Any]:
-    per_class = {name: {m: _stats([c["metrics"][name][m] for c in case_results]) for m in METRICS}
-                 for name in labels}
-    mean = {m: {k: v for k, v in _stats([c["mean"][m] for c in case_results]).items() if k in ("mean", "std")}
-            for m in METRICS}
     summary = {"reference_folder": str(ref_dir), "prediction_folder": str(pred_dir), "labels": dict(labels),
-               "metric_conventions": METRIC_CONVENTIONS, "cases": case_results, "per_class": per_class, "mean": mean,
-               "missing_predictions": missing}
-    if case_results and "extra" in case_results[0]:
-        summary["extra"] = {k: {s: v for s, v in _stats([c["extra"][k] for c in case_results]).items()
-                                if s in ("mean", "std")} for k in case_results[0]["extra"]}
+               "metric_conventions": METRIC_CONVENTIONS}
+    summary.update(summarize_cases(case_results, labels))
+    summary["missing_predictions"] = missing
+    return summary
+
+
+def summarize_cases(case_results: Sequence[Mapping[str, Any]], labels: Iterable[str]) -> dict[str, Any]:
+    """The statistics over cases that :func:`evaluate_folder` reports, from its per-case entries.
+
+    Args:
+        case_results: entries of a summary's ``cases`` (``metrics`` per class, ``mean``, optionally ``extra``),
+            possibly gathered from several summaries (e.g. the folds of a cross-validation).
+        labels: the class names, in table order.
+
+    Returns:
+        ``{"cases", "per_class", "mean"}`` and ``"extra"`` when the cases carry it: per class and metric mean, std
+        (ddof 0), median and n; for the per-case mean and the extra metrics mean and std.
+    """
+    cases = list(case_results)
+    per_class = {name: {m: _stats([c["metrics"][name][m] for c in cases]) for m in METRICS} for name in labels}
+    mean = {m: {k: v for k, v in _stats([c["mean"][m] for c in cases]).items() if k in ("mean", "std")}
+            for m in METRICS}
+    summary = {"cases": cases, "per_class": per_class, "mean": mean}
+    if cases and "extra" in cases[0]:
+        summary["extra"] = {k: {s: v for s, v in _stats([c["extra"][k] for c in cases]).items()
+                                if s in ("mean", "std")} for k in cases[0]["extra"]}
     return summary
 
 
