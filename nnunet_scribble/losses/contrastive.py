@@ -14,13 +14,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-
-def sigmoid_rampup(current: float, length: float) -> float:
-    """``exp(-5 (1 - t)^2)`` with ``t = clip(current / length, 0, 1)`` (Laine & Aila); 1 when ``length`` is 0."""
-    if length <= 0:
-        return 1.0
-    t = min(max(current / length, 0.0), 1.0)
-    return math.exp(-5.0 * (1.0 - t) ** 2)
+from nnunet_scribble.losses.schedules import sigmoid_rampup
 
 
 def entropy_threshold(iteration: int, max_iterations: int) -> float:

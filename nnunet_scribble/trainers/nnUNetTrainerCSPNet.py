@@ -15,7 +15,7 @@ from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager
 from torch import nn
 
 from nnunet_scribble.cspnet import stage1
-from nnunet_scribble.losses.contrastive import sigmoid_rampup
+from nnunet_scribble.losses.schedules import sigmoid_rampup
 from nnunet_scribble.losses.cspnet import distance_perception_loss, label_smoothed_ce, lorm_loss
 from nnunet_scribble.networks import LoRMHead, MultiDecoderNetwork, MultiDecoderOutput
 from nnunet_scribble.networks.heads import stage_closest_to_stride

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from nnunet_scribble.losses.contrastive import (class_mean_embeddings, confirmed_pseudo_labels, entropy_threshold,
-                                                queue_contrastive_loss, sample_anchors, sigmoid_rampup)
+                                                queue_contrastive_loss, sample_anchors)
+from nnunet_scribble.losses.schedules import sigmoid_rampup
 
 
 def test_infonce_against_the_queue_by_hand():
@@ -87,6 +88,8 @@ def test_threshold_ramp_and_class_means():
     assert entropy_threshold(0, 100) == pytest.approx((0.75 + 0.25 * math.exp(-5)) * math.log(2))
     assert entropy_threshold(100, 100) == pytest.approx(math.log(2))
     assert sigmoid_rampup(50, 100) == pytest.approx(math.exp(-1.25))
+    assert sigmoid_rampup(-3, 100) == pytest.approx(math.exp(-5)) and sigmoid_rampup(150, 100) == 1.0
+    assert sigmoid_rampup(0, 0) == 1.0  # no ramp
     emb = torch.tensor([[[3.0, 1.0, 0.0], [0.0, 1.0, 2.0]]])  # (1, D=2, 3 voxels)
     means, classes = class_mean_embeddings(emb, torch.tensor([[0, 0, 1]]))
     assert classes.tolist() == [0, 1]  # background is kept
