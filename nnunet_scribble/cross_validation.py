@@ -85,10 +85,10 @@ def pool_folds(results_by_fold: Mapping[str, Sequence[TrainerResult]]) -> CrossV
         first = groups[folds[0]][name][0]
         summary = summarize_cases(cases, first.summary["per_class"])
         summary.update(folds=folds, fold_dice=dice)
-        per_fold = lambda attr: [np.nanmean([getattr(r, attr) for r in groups[f][name]]) for f in folds]  # noqa: E731
-        pooled.append(TrainerResult(first.trainer, summary, float(np.nanmean(per_fold("train_seconds"))),
-                                    float(np.nanmean(per_fold("predict_seconds"))), first.dataset,
-                                    label=first.label))
+        # times: mean per fold of the mean over that fold's runs
+        train_s, predict_s = (float(np.nanmean([np.nanmean([getattr(r, attr) for r in groups[f][name]])
+                                                for f in folds])) for attr in ("train_seconds", "predict_seconds"))
+        pooled.append(TrainerResult(first.trainer, summary, train_s, predict_s, first.dataset, label=first.label))
         fold_dice[name] = dice
         runs_per_fold[name] = [len(groups[f][name]) for f in folds]
     return CrossValidation(pooled, fold_dice, runs_per_fold, folds, incomplete)
