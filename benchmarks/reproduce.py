@@ -341,7 +341,8 @@ def run(steps: list[Step], env: dict, dry_run: bool, log: Path | None) -> None:
             continue
         with subprocess.Popen(step.cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, bufsize=1) as proc:
-            with open(log, "a") if log else open(os.devnull, "w") as f:
+            # line-buffered: a run stopped midway (Ctrl-C, kill) keeps the log of everything it did
+            with open(log, "a", buffering=1) if log else open(os.devnull, "w") as f:
                 f.write(f"$ {line}\n")
                 for out_line in proc.stdout:
                     sys.stdout.write(out_line)

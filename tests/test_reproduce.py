@@ -134,6 +134,20 @@ def test_finished_steps_are_skipped_and_a_failing_command_stops(tmp_path, capsys
     assert "SystemExit(5)" not in text  # the skipped step never ran
 
 
+def test_log_is_written_while_a_step_runs(tmp_path):
+    """A run killed midway keeps its log: each line reaches the file while the step still runs."""
+    rp = _module()
+    log = tmp_path / "log.txt"
+    child = ("import pathlib, sys, time\n"
+             "print('first line', flush=True)\n"
+             "for _ in range(100):\n"
+             f"    if 'first line' in pathlib.Path({str(log)!r}).read_text(): sys.exit(0)\n"
+             "    time.sleep(0.05)\n"
+             "sys.exit(7)\n")
+    rp.run([rp.Step("checks its own log", [sys.executable, "-c", child])], {}, dry_run=False, log=log)
+    assert "[exit 0," in log.read_text()
+
+
 def test_skip_uses_the_nnunet_folders(folders):
     rp = _module()
     args = rp.parse_args(["cpl_targets"])
