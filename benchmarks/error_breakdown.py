@@ -28,16 +28,15 @@ A folder given as ``NAME=PATH`` is shown as NAME. For a fold's validation predic
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 
+from nnunet_scribble.benchmarking import label_files, reference_and_labels
 from nnunet_scribble.dataset_conversion.image_io import zero_border_mask
 from nnunet_scribble.evaluation.metrics import error_breakdown, far_mask, foreground_labels
 
 COLUMNS = ("area near / true", "precision near", "recall", "far FP / true")
-LABEL_EXTENSIONS = (".nii.gz", ".nrrd", ".mha", ".nii")
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -84,12 +83,9 @@ def breakdown_folder(reference: Path, predictions: Path, labels: dict, far_mm: f
     """
     import SimpleITK as sitk
 
-    files = sorted(p for p in predictions.iterdir() if p.name.endswith(LABEL_EXTENSIONS))
-    if not files:
-        raise FileNotFoundError(f"{predictions} holds no label maps ({', '.join(LABEL_EXTENSIONS)})")
     rows: dict[str, list] = {name: [] for name in foreground_labels(labels)}
     zero = np.zeros(4, np.int64) if images is not None else None
-    for f in files:
+    for case, f in label_files(predictions):
         ref_file = reference / f.name
         if not ref_file.is_file():
             raise FileNotFoundError(f"{ref_file} not found: the reference of prediction {f}")
@@ -101,8 +97,7 @@ def breakdown_folder(reference: Path, predictions: Path, labels: dict, far_mm: f
         for name, values in case_ratios(error_breakdown(pred, ref, labels, spacing, far_mm, far=far)).items():
             rows[name].append(values)
         if zero is not None:
-            ext = next(e for e in LABEL_EXTENSIONS if f.name.endswith(e))
-            image_file = images / f"{f.name[:-len(ext)]}_0000{ext}"
+            image_file = images / f"{case}_0000{f.name[len(case):]}"
             if not image_file.is_file():
                 raise FileNotFoundError(f"{image_file} not found: the image of prediction {f}")
             image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_file)))
@@ -136,13 +131,7 @@ def zero_border_markdown(counts: dict[str, np.ndarray], far_mm: float) -> str:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    reference = Path(args.reference)
-    if not reference.is_dir():
-        raise SystemExit(f"{reference} is not a folder: expected the dense reference labels")
-    labels_file = Path(args.labels) if args.labels else reference.parent / "dataset.json"
-    if not labels_file.is_file():
-        raise SystemExit(f"{labels_file} not found: pass --labels path/to/dataset.json")
-    labels = json.loads(labels_file.read_text())["labels"]
+    reference, labels = reference_and_labels(args.reference, args.labels)
     images = Path(args.images) if args.images else None
     if images is not None and not images.is_dir():
         raise SystemExit(f"{images} is not a folder: expected the cases' images (imagesTs)")

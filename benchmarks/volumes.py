@@ -29,16 +29,15 @@ absent from a case's reference is left out of that case's volume ratios (its Dic
 from __future__ import annotations
 
 import argparse
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
 
+from nnunet_scribble.benchmarking import label_files, reference_and_labels
 from nnunet_scribble.evaluation.metrics import dice, foreground_labels, keep_largest_foreground_component
 
-LABEL_EXTENSIONS = (".nii.gz", ".nrrd", ".mha", ".nii")
 VARIANTS = ("as predicted", "largest component", "on the reference")
 
 
@@ -111,11 +110,8 @@ def read_folder(reference: Path, predictions: Path, labels: dict) -> dict[str, d
     """
     import SimpleITK as sitk
 
-    files = sorted(p for p in predictions.iterdir() if p.name.endswith(LABEL_EXTENSIONS))
-    if not files:
-        raise FileNotFoundError(f"{predictions} holds no label maps ({', '.join(LABEL_EXTENSIONS)})")
     out = {}
-    for f in files:
+    for case, f in label_files(predictions):
         ref_file = reference / f.name
         if not ref_file.is_file():
             raise FileNotFoundError(f"{ref_file} not found: the reference of prediction {f}")
@@ -123,7 +119,6 @@ def read_folder(reference: Path, predictions: Path, labels: dict) -> dict[str, d
         pred = sitk.GetArrayFromImage(sitk.ReadImage(str(f)))
         if pred.shape != ref.shape:
             raise ValueError(f"{f}: shape {pred.shape}, expected the reference's {ref.shape} ({ref_file})")
-        case = next(f.name[:-len(e)] for e in LABEL_EXTENSIONS if f.name.endswith(e))
         out[case] = case_volumes(pred, ref, labels)
     return out
 
@@ -157,13 +152,7 @@ def markdown(name: str, cases: dict[str, dict], split: str | None = None) -> str
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    reference = Path(args.reference)
-    if not reference.is_dir():
-        raise SystemExit(f"{reference} is not a folder: expected the dense reference labels")
-    labels_file = Path(args.labels) if args.labels else reference.parent / "dataset.json"
-    if not labels_file.is_file():
-        raise SystemExit(f"{labels_file} not found: pass --labels path/to/dataset.json")
-    labels = json.loads(labels_file.read_text())["labels"]
+    reference, labels = reference_and_labels(args.reference, args.labels)
     if args.split:
         try:
             re.compile(args.split)

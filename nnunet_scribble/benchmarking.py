@@ -176,6 +176,41 @@ def has_predictions(folder: Path, images: Path) -> bool:
     return all(c in names for c in case_ids(images))
 
 
+#: file endings of label maps that the folder-comparison benchmarks (``error_breakdown.py``, ``volumes.py``) read
+LABEL_EXTENSIONS = (".nii.gz", ".nrrd", ".mha", ".nii")
+
+
+def reference_and_labels(reference: str | os.PathLike, labels: str | os.PathLike | None) -> tuple[Path, dict]:
+    """The dense reference folder and its ``{name: value}`` labels, for the folder-comparison benchmarks.
+
+    Args:
+        reference: folder of dense reference label maps (``labelsTs`` or ``labelsTr_dense``).
+        labels: a ``dataset.json`` holding the labels; None: the reference folder's parent's ``dataset.json``.
+
+    Raises:
+        SystemExit: naming the folder that is not one, or the missing ``dataset.json``.
+    """
+    reference = Path(reference)
+    if not reference.is_dir():
+        raise SystemExit(f"{reference} is not a folder: expected the dense reference labels")
+    labels_file = Path(labels) if labels else reference.parent / "dataset.json"
+    if not labels_file.is_file():
+        raise SystemExit(f"{labels_file} not found: pass --labels path/to/dataset.json")
+    return reference, json.loads(labels_file.read_text())["labels"]
+
+
+def label_files(predictions: Path) -> list[tuple[str, Path]]:
+    """``(case, file)`` of every label map in a prediction folder, sorted.
+
+    Raises:
+        FileNotFoundError: naming a folder that holds no label maps.
+    """
+    files = sorted(p for p in predictions.iterdir() if p.name.endswith(LABEL_EXTENSIONS))
+    if not files:
+        raise FileNotFoundError(f"{predictions} holds no label maps ({', '.join(LABEL_EXTENSIONS)})")
+    return [(next(f.name[:-len(e)] for e in LABEL_EXTENSIONS if f.name.endswith(e)), f) for f in files]
+
+
 def summary_file_name(trainer: str, run: int = 0) -> str:
     """``summary_<trainer>.json`` for the first run, ``summary_<trainer>_repeat<k>.json`` for repeat ``k``."""
     return f"summary_{trainer}.json" if run == 0 else f"summary_{trainer}_repeat{run}.json"
