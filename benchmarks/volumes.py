@@ -15,10 +15,10 @@ several prediction folders this prints, per folder, three tables of the predicte
                             apply it; it bounds what island removal can give)
 
 and the cases whose largest component has no voxel on the reference foreground while a smaller one has ("organ
-deleted": the post-processing keeps an island and deletes the organ). Components are connected in the full neighbourhood (8 in
-2D, 26 in 3D), as in nnU-Net's post-processing; all foreground classes form one mask. Example (the ACDC fold-1
-baseline of ``benchmarks/README.md``; ``--split frame01`` reports ACDC's end-diastolic frames apart from the
-others):
+deleted": the post-processing keeps an island and deletes the organ). Components are connected in the full
+neighbourhood (8 in 2D, 26 in 3D), as in nnU-Net's post-processing; all foreground classes form one mask.
+Example (the ACDC fold-1 baseline of ``benchmarks/README.md``; ``--split frame01`` reports ACDC's end-diastolic
+frames apart from the others):
 
     python benchmarks/volumes.py $nnUNet_raw/Dataset027_ACDCScribble/labelsTr_dense --split frame01 \\
         Scribble=$nnUNet_results/Dataset027_ACDCScribble/nnUNetTrainerScribble__nnUNetPlans_cpu__2d/fold_1/validation
