@@ -16,6 +16,8 @@ running the same command again:
     coverage     nnU-Net's patch sampling on a scribble dataset (patch-coverage figures)
     term_gradients  per-term gradient norms and cosines of MedCL, PCLMix and the baseline on the
                  mscmr_zero_border models (trains them first where they are missing)
+    postprocessing  the post-processing nnU-Net chooses on the scribbles (nnUNetv2_find_best_configuration) vs on
+                 the dense labels, for the ACDC models of the scribble trainers (trains them where they are missing)
 
 Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them when they are not set):
 
@@ -26,11 +28,12 @@ Training is not seeded (nnU-Net has no seed option): a reproduced quality figure
 run-to-run noise (the tables give the spread between runs). Running times on 2 CPU cores with the ``cpu`` preset:
 ``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2.5 h,
 ``mscmr_zero_border`` about 3.3 h per run (PCLMix alone 1 h), ``robustness`` about 15 h, ``cost`` 20 min,
-``cpl_targets`` 2 min, ``coverage`` 5 min, ``term_gradients`` 5 min once its models exist. With a GPU pass
-``-device cuda`` (and ``--preset paper`` for nnU-Net's full schedule). ``--folds 1 2`` or ``--folds all`` trains
-the ``acdc`` and ``robustness`` targets on other folds of ACDC's 5-fold patient split (one results folder per fold;
-the tables are fold 0); ``acdc`` with several folds ends with ``cross_validation.py``, the table over every case
-scored once (``acdc_2d_folds01234_<preset>`` for all five: the papers' 5-fold protocol).
+``cpl_targets`` 2 min, ``coverage`` 5 min, ``term_gradients`` 5 min once its models exist, ``postprocessing``
+about 3 min per trainer and fold once the ``acdc`` models exist. With a GPU pass ``-device cuda`` (and
+``--preset paper`` for nnU-Net's full schedule). ``--folds 1 2`` or ``--folds all`` trains the ``acdc``,
+``robustness`` and ``postprocessing`` targets on other folds of ACDC's 5-fold patient split (one results folder
+per fold; the tables are fold 0); ``acdc`` with several folds ends with ``cross_validation.py``, the table over
+every case scored once (``acdc_2d_folds01234_<preset>`` for all five: the papers' 5-fold protocol).
 """
 from __future__ import annotations
 
@@ -59,13 +62,14 @@ MSCMR_SPACING = ("5.0", "1.4581333", "1.4581333")
 MSCMR_PLANS = "nnUNetPlans_1p46mm"
 # the MSCMRseg variant whose exact-zero slice borders (outside the body) are labelled background
 MSCMR_ZERO_BORDER_ID, MSCMR_ZERO_BORDER_NAME = 528, "MSCMRScribbleZeroBorder"
-TARGETS = ("acdc", "mscmr", "mscmr_zero_border", "robustness", "cost", "cpl_targets", "coverage", "term_gradients")
+TARGETS = ("acdc", "mscmr", "mscmr_zero_border", "robustness", "cost", "cpl_targets", "coverage", "term_gradients",
+           "postprocessing")
 #: trainers of the term_gradients target (MedCL also at initialisation); PCLMix and the baseline for comparison
 GRADIENT_TRAINERS = ["nnUNetTrainerMedCL", "nnUNetTrainerPCLMix", "nnUNetTrainerScribble"]
 #: the folds of Dataset027's splits_final.json (patients 1-20, 21-40, ... validate fold 0, 1, ...)
 ACDC_FOLDS = range(5)
 #: targets that train on ACDC folds (--folds)
-FOLD_TARGETS = ("acdc", "robustness")
+FOLD_TARGETS = ("acdc", "robustness", "postprocessing")
 #: runs per trainer (and condition) when --repeats is not given
 DEFAULT_REPEATS = {"acdc": 2}
 
@@ -321,7 +325,36 @@ def steps_for(args, env: dict) -> list[Step]:
             [sys.executable, str(bench / "term_gradients.py"), "-d", str(MSCMR_ZERO_BORDER_ID), "-c", "2d",
              "-f", "0", "-tr", t, "-p", plans, "--checkpoint", c, "--batches", "8",
              "-device", "cpu" if args.device == "mps" else args.device]) for t, c in checkpoints]
+    if args.target == "postprocessing":
+        return postprocessing_steps(args, env, out, common)
     raise ValueError(f"unknown target {args.target!r}; expected one of {TARGETS}")
+
+
+def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[Step]:
+    """Train (or reuse) the scribble trainers on the folds, then compare nnU-Net's post-processing choices.
+
+    The models are the ``acdc`` target's run 0 (same nnU-Net folders and plans), so after ``acdc`` nothing trains.
+    """
+    trainers = args.trainers or SCRIBBLE_TRAINERS
+    folds = "".join(map(str, args.folds))
+    plans = preset_plans_name(args)
+    # its own results folder: run_quality.py writes the table of the trainers it is given, which would replace the
+    # acdc target's table in acdc_2d_fold<f>_<preset>
+    base = out / f"postprocessing_acdc_2d_folds{folds}_{args.preset}"
+    steps = acdc_preparation(args, env) + [Step(
+        f"fold {f}: train (or reuse) and score {len(trainers)} scribble trainers",
+        [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f),
+         *common, "--repeats", "1", "--reuse", "--output", str(base / f"fold{f}"), "-tr", *trainers])
+        for f in args.folds]
+    for trainer in trainers:
+        model = Path(env["nnUNet_results"]) / "Dataset027_ACDCScribble" / f"{trainer}__{plans}__2d"
+        result = base / trainer
+        steps.append(Step(
+            f"{trainer}: nnU-Net's post-processing chosen on scribbles vs dense labels, folds {' '.join(folds)}",
+            [sys.executable, str(REPO / "benchmarks" / "postprocessing_choice.py"), str(model), "--folds",
+             *map(str, args.folds), "-o", str(result)],
+            done=lambda result=result: result.with_suffix(".md").is_file()))
+    return steps
 
 
 def run(steps: list[Step], env: dict, dry_run: bool, log: Path | None) -> None:

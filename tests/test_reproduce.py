@@ -186,3 +186,21 @@ def test_folds_give_one_quality_step_and_results_folder_per_fold(folders, capsys
         with pytest.raises(SystemExit):
             rp.parse_args(argv)
         assert named in capsys.readouterr().err
+
+
+def test_postprocessing_target_reuses_the_acdc_models_and_compares_per_trainer(folders):
+    rp = _module()
+    argv = ["postprocessing", "--folds", "1", "2", "-tr", "nnUNetTrainerScribble", "nnUNetTrainerMaCo", "--dry_run",
+            "--output", str(folders / "res")]
+    _, _, train1, train2, *choices = _commands(rp, argv)
+    base = folders / "res" / "postprocessing_acdc_2d_folds12_cpu"
+    assert [t[t.index("-f") + 1] for t in (train1, train2)] == ["1", "2"]
+    assert train1[train1.index("--output") + 1] == str(base / "fold1")   # not the acdc table's folder
+    assert "--reuse" in train1 and train1[train1.index("--repeats") + 1] == "1"
+    assert len(choices) == 2 and all(c[1].endswith("postprocessing_choice.py") for c in choices)
+    model = folders / "nnUNet_results" / "Dataset027_ACDCScribble" / "nnUNetTrainerMaCo__nnUNetPlans_cpu__2d"
+    assert choices[1][2:] == [str(model), "--folds", "1", "2", "-o", str(base / "nnUNetTrainerMaCo")]
+    base.mkdir(parents=True)
+    (base / "nnUNetTrainerMaCo.md").write_text("done")
+    steps = rp.steps_for(rp.parse_args(argv), rp.nnunet_folders(rp.parse_args(argv)))
+    assert [s.done() for s in steps[-2:]] == [False, True]   # a finished comparison is skipped

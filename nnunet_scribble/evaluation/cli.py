@@ -1,4 +1,5 @@
-"""Command line entry point ``nnunet_scribble_evaluate`` (modelled on ``nnUNetv2_evaluate_simple``)."""
+"""Command line entry points ``nnunet_scribble_evaluate`` (modelled on ``nnUNetv2_evaluate_simple``) and
+``nnunet_scribble_determine_postprocessing`` (nnU-Net's post-processing choice for scribble-trained models)."""
 from __future__ import annotations
 
 import argparse
@@ -65,6 +66,70 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
     if missing:
         print(f"\n{len(missing)} reference case(s) without prediction: {', '.join(missing)}")
     print(f"\nWrote {output_json}, {output_md} and {output_png}")
+
+
+_PP_DESCRIPTION = """\
+Choose nnU-Net's post-processing for a scribble-trained model: nnUNetv2_find_best_configuration's candidates and
+rule (keep only the largest foreground component, then only the largest component of each class, where that raises
+the cross-validation Dice and lowers no class's), against the scribbles in $nnUNet_preprocessed/<dataset>/
+gt_segmentations with every unannotated voxel farther than --beyond_mm from all foreground scribbles of its image
+counted as background. On scribbles alone nnU-Net cannot see islands that no background scribble touches and keeps
+them. Writes nnU-Net's postprocessing.pkl into the output folder (default: the model folder's
+crossval_results_folds_<folds>_beyond<mm>mm) and prints the nnUNetv2_apply_postprocessing command.
+"""
+
+
+def _build_pp_parser() -> argparse.ArgumentParser:
+    from nnunet_scribble.evaluation.postprocessing import DEFAULT_BEYOND_MM
+
+    parser = argparse.ArgumentParser(prog="nnunet_scribble_determine_postprocessing", description=_PP_DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dataset_name_or_id", help="dataset name or id, e.g. 027")
+    parser.add_argument("-c", required=True, help="configuration, e.g. 2d or 3d_fullres")
+    parser.add_argument("-tr", required=True, help="trainer, e.g. nnUNetTrainerMedCL")
+    parser.add_argument("-p", default="nnUNetPlans", help="plans identifier. Default: %(default)s")
+    parser.add_argument("-f", nargs="+", type=int, default=[0, 1, 2, 3, 4],
+                        help="folds whose validation predictions are merged. Default: 0 1 2 3 4")
+    parser.add_argument("--beyond_mm", type=float, default=DEFAULT_BEYOND_MM,
+                        help="unannotated voxels farther than this (mm) from every foreground scribble of their "
+                             "image count as background. Default: %(default)s (ACDC's farthest foreground voxel "
+                             "lies 29.9 mm from a foreground scribble)")
+    parser.add_argument("-o", "--output", default=None, help="output folder (replaced if it exists)")
+    parser.add_argument("-np", type=int, default=1, dest="num_processes", help="worker processes. Default: 1")
+    return parser
+
+
+def determine_postprocessing_main(argv: Sequence[str] | None = None) -> None:
+    """Run the ``nnunet_scribble_determine_postprocessing`` command.
+
+    Raises:
+        SystemExit: with status 2 if the arguments are invalid, or a model, fold, scribble file or the ignore label
+            is missing.
+    """
+    from nnunet_scribble.evaluation.postprocessing import determine_postprocessing
+
+    parser = _build_pp_parser()
+    args = parser.parse_args(argv)
+    try:
+        from nnunetv2.paths import nnUNet_preprocessed
+        from nnunetv2.utilities.file_path_utilities import get_output_folder, maybe_convert_to_dataset_name
+
+        dataset = maybe_convert_to_dataset_name(args.dataset_name_or_id)
+        model = Path(get_output_folder(dataset, args.tr, args.p, args.c))
+        if not (model / "plans.json").is_file():
+            raise FileNotFoundError(f"{model / 'plans.json'} not found: train {args.tr} ({args.p}, {args.c}) first")
+        if nnUNet_preprocessed is None:
+            raise FileNotFoundError("nnUNet_preprocessed is not set: it holds the scribbles (gt_segmentations)")
+        out = Path(args.output) if args.output else \
+            model / f"crossval_results_folds_{'_'.join(map(str, args.f))}_beyond{args.beyond_mm:g}mm"
+        fns, kwargs = determine_postprocessing(model, args.f, Path(nnUNet_preprocessed, dataset, "gt_segmentations"),
+                                               out, args.beyond_mm, args.num_processes)
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        parser.exit(2, f"nnunet_scribble_determine_postprocessing: error: {e}\n")
+    steps = ", ".join(f"{fn.__name__}({kw})" for fn, kw in zip(fns, kwargs)) or "none"
+    print(f"\nChosen post-processing: {steps}\nWrote {out / 'postprocessing.pkl'}; apply it to predictions with\n"
+          f"nnUNetv2_apply_postprocessing -i OUTPUT_FOLDER -o OUTPUT_FOLDER_PP -pp_pkl_file "
+          f"{out / 'postprocessing.pkl'} -np {args.num_processes} -plans_json {out / 'plans.json'}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,192 @@
+#!/usr/bin/env python
+"""Which post-processing nnU-Net picks for a scribble-trained model, and what it does to the dense Dice.
+
+After a cross-validation nnU-Net users run ``nnUNetv2_find_best_configuration``; it decides whether to keep only
+the largest foreground component (then, class by class, the largest component of each class) by comparing the
+cross-validation Dice with and without it, and ``nnUNetv2_apply_postprocessing`` applies the decision to test
+predictions. It compares against ``nnUNet_preprocessed/<dataset>/gt_segmentations``, a copy of ``labelsTr``: for a
+scribble dataset that is the scribbles, scored on the annotated voxels only (nnU-Net skips the ignore label). This
+script runs nnU-Net's own ``determine_postprocessing`` on the merged validation predictions of a trained model
+three times, against the scribbles (the choice ``nnUNetv2_find_best_configuration`` makes), against the scribbles
+with every unannotated voxel farther than ``--beyond_mm`` from all foreground scribbles set to background (the
+choice ``nnunet_scribble_determine_postprocessing`` makes, ``nnunet_scribble.evaluation.postprocessing``) and against
+the dense labels (the choice dense training labels would give, an oracle), and scores against the dense labels:
+
+    none                    the predictions as they are
+    chosen on scribbles     nnU-Net's choice against the scribbles
+    ... + background beyond nnU-Net's choice against the scribbles plus the far background
+    chosen on dense labels  nnU-Net's choice against the dense labels
+    largest component       nnU-Net's "keep the largest foreground component" applied to every case
+
+It prints one Markdown table (post-processing, who chose it, nnU-Net's foreground-mean Dice before and after against
+the reference it chose on, mean dense Dice ± sd over cases and per class) and whether the scribble choices agree
+with the dense one.
+Example (ACDC fold 1 of ``benchmarks/README.md``; give every trained fold to score a whole cross-validation):
+
+    python benchmarks/postprocessing_choice.py \\
+        $nnUNet_results/Dataset027_ACDCScribble/nnUNetTrainerScribble__nnUNetPlans_cpu__2d --folds 1
+
+The model folder's ``fold_<f>/validation`` predictions are copied into ``--workdir`` (default: a temporary folder,
+removed at the end), so nothing in the model folder is changed; nnU-Net's rule is applied unchanged (a step is kept
+when it raises the foreground-mean Dice and lowers no class's Dice, nnunetv2/postprocessing/
+remove_connected_components.py).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from nnunet_scribble.evaluation import postprocessing as pp
+from nnunet_scribble.evaluation.folder import evaluate_folder
+from nnunet_scribble.evaluation.metrics import foreground_labels
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model", help="trained model folder, $nnUNet_results/DatasetXXX/TRAINER__PLANS__CONFIGURATION")
+    p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds to merge (default 0-4)")
+    p.add_argument("--scribbles", default=None,
+                   help="reference nnU-Net chooses on (default: $nnUNet_preprocessed/<dataset>/gt_segmentations)")
+    p.add_argument("--dense", default=None, help="dense labels (default: $nnUNet_raw/<dataset>/labelsTr_dense)")
+    p.add_argument("--beyond_mm", type=float, default=pp.DEFAULT_BEYOND_MM,
+                   help="distance from every foreground scribble beyond which the third choice counts unannotated "
+                        "voxels as background (nnunet_scribble_determine_postprocessing; default %(default)s)")
+    p.add_argument("--workdir", default=None, help="keep the merged and post-processed predictions here")
+    p.add_argument("-np", type=int, default=1, help="processes for nnU-Net's post-processing and evaluation")
+    p.add_argument("-o", "--output", default=None, help="also write the table (.md) and the numbers (.json) here")
+    return p.parse_args(argv)
+
+
+def _env_folder(variable: str, *parts: str) -> Path:
+    root = os.environ.get(variable)
+    if not root:
+        raise SystemExit(f"{variable} is not set: pass the folder explicitly")
+    return Path(root, *parts)
+
+
+def describe(pp_fns, pp_kwargs, labels: dict) -> str:
+    """Name nnU-Net's chosen post-processing steps, e.g. ``largest foreground component + largest RV component``."""
+    names = {v: k for k, v in labels.items()}
+    steps = []
+    for fn, kwargs in zip(pp_fns, pp_kwargs):
+        target = kwargs["labels_or_regions"]
+        what = "foreground" if isinstance(target, list) and len(target) > 1 else names.get(
+            target[0] if isinstance(target, list) else target, str(target))
+        steps.append(f"largest {what} component" if fn.__name__.startswith("remove_all_but_largest") else fn.__name__)
+    return " + ".join(steps) or "none"
+
+
+def choose(predictions: Path, reference: Path, model: Path, num_processes: int) -> tuple[str, list, list, dict]:
+    """Run nnU-Net's ``determine_postprocessing`` on ``predictions`` against ``reference``.
+
+    Returns:
+        The folder of post-processed predictions, the chosen functions and their keyword arguments, and nnU-Net's
+        ``postprocessing.json`` (foreground-mean Dice before and after against ``reference``).
+    """
+    from nnunetv2.postprocessing.remove_connected_components import determine_postprocessing
+
+    pp_fns, pp_kwargs = determine_postprocessing(str(predictions), str(reference), str(model / "plans.json"),
+                                                 str(model / "dataset.json"), num_processes=num_processes)
+    return (str(predictions / "postprocessed"), pp_fns, pp_kwargs,
+            json.loads((predictions / "postprocessing.json").read_text()))
+
+
+def largest_component_everywhere(predictions: Path, out: Path, model: Path, labels: dict, num_processes: int) -> Path:
+    """Apply nnU-Net's largest-foreground-component step to every case, as ``nnUNetv2_apply_postprocessing`` would."""
+    from nnunetv2.postprocessing import remove_connected_components as rcc
+
+    step = rcc.remove_all_but_largest_component_from_segmentation
+    fg = list(foreground_labels(labels).values())
+    rcc.apply_postprocessing_to_folder(str(predictions), str(out), [step], [{"labels_or_regions": fg}],
+                                       str(model / "plans.json"), str(model / "dataset.json"),
+                                       num_processes=num_processes)
+    return out
+
+
+def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: Path, num_processes: int = 1,
+            beyond_mm: float = pp.DEFAULT_BEYOND_MM) -> dict:
+    """The five rows of the table (see the module docstring) as a dict."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    dataset_json = json.loads((model / "dataset.json").read_text())
+    labels, ending = dataset_json["labels"], dataset_json["file_ending"]
+    for name, folder in (("scribble", scribbles), ("dense", dense)):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{folder} not found: expected the {name} reference labels")
+    merged = work / "merged"
+    cases = pp.merge_validation(model, folds, merged, ending)
+    rows = [{"post-processing": "none", "chosen by": "-", "folder": merged}]
+    beyond = work / f"scribbles_background_beyond_{beyond_mm:g}mm"
+    plans = PlansManager(str(model / "plans.json"))
+    pp.write_background_beyond(scribbles, beyond, cases, plans.image_reader_writer_class(), ending, beyond_mm,
+                               plans.get_label_manager(dataset_json).ignore_label)
+    for who, ref, name in (("nnU-Net on scribbles", scribbles, "choice_on_scribbles"),
+                           (f"nnU-Net on scribbles + background beyond {beyond_mm:g} mm", beyond, "choice_beyond"),
+                           ("nnU-Net on dense labels", dense, "choice_on_dense")):
+        shutil.copytree(merged, work / name)
+        folder, fns, kwargs, info = choose(work / name, ref, model, num_processes)
+        rows.append({"post-processing": describe(fns, kwargs, labels), "chosen by": who, "folder": Path(folder),
+                     "nnU-Net Dice before": info["input_folder"]["foreground_mean"]["Dice"],
+                     "nnU-Net Dice after": info["postprocessed"]["foreground_mean"]["Dice"]})
+    rows.append({"post-processing": "largest foreground component", "chosen by": "always",
+                 "folder": largest_component_everywhere(merged, work / "largest_everywhere", model, labels,
+                                                        num_processes)})
+    fg = foreground_labels(labels)
+    for row in rows:
+        summary = evaluate_folder(dense, row.pop("folder"), labels=fg, file_ending=ending, cases=cases,
+                                  num_processes=num_processes)
+        row["dense Dice"] = (summary["mean"]["Dice"]["mean"], summary["mean"]["Dice"]["std"])
+        row["per class"] = {c: summary["per_class"][c]["Dice"]["mean"] for c in fg}
+    return {"model": str(model), "folds": folds, "cases": len(cases), "rows": rows,
+            "agree": rows[1]["post-processing"] == rows[3]["post-processing"],
+            "agree_beyond": rows[2]["post-processing"] == rows[3]["post-processing"]}
+
+
+def to_markdown(result: dict) -> str:
+    classes = list(result["rows"][0]["per class"])
+    lines = [f"{result['model']}, folds {' '.join(map(str, result['folds']))}: {result['cases']} cases", "",
+             "| post-processing | chosen by | nnU-Net Dice on its reference, before → after | dense Dice "
+             + "".join(f"| {c} " for c in classes) + "|",
+             "|---|---|---|---" + "|---" * len(classes) + "|"]
+    for row in result["rows"]:
+        before = row.get("nnU-Net Dice before")
+        nn = f"{100 * before:.1f} → {100 * row['nnU-Net Dice after']:.1f}" if before is not None else ""
+        mean, sd = row["dense Dice"]
+        lines.append(f"| {row['post-processing']} | {row['chosen by']} | {nn} | {100 * mean:.1f} ± {100 * sd:.1f} "
+                     + "".join(f"| {100 * row['per class'][c]:.1f} " for c in classes) + "|")
+    verdict = {True: "agrees with", False: "differs from"}
+    lines += ["", f"nnU-Net's choice on the scribbles {verdict[result['agree']]} its choice on the dense labels; "
+              f"with the background beyond the distance it {verdict[result['agree_beyond']]} it"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    args = parse_args(argv)
+    model = Path(args.model)
+    if not (model / "plans.json").is_file() or not (model / "dataset.json").is_file():
+        raise SystemExit(f"{model} is not a trained model folder: expected plans.json and dataset.json in it")
+    dataset = json.loads((model / "plans.json").read_text())["dataset_name"]
+    scribbles = Path(args.scribbles) if args.scribbles else _env_folder("nnUNet_preprocessed", dataset,
+                                                                        "gt_segmentations")
+    dense = Path(args.dense) if args.dense else _env_folder("nnUNet_raw", dataset, "labelsTr_dense")
+    with tempfile.TemporaryDirectory(prefix="pp_choice_") as tmp:
+        work = Path(args.workdir) if args.workdir else Path(tmp)
+        if args.workdir and work.exists() and any(work.iterdir()):
+            raise SystemExit(f"--workdir {work} is not empty: give a new or empty folder")
+        result = compare(model, args.folds, scribbles, dense, work, args.np, args.beyond_mm)
+    table = to_markdown(result)
+    print(table, end="")
+    if args.output:
+        out = Path(args.output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(table)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""benchmarks/postprocessing_choice.py: nnU-Net's post-processing choice on scribbles vs dense labels, by hand."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from nnunet_helpers import load_benchmark, tiny_plans
+
+LABELS = {"background": 0, "A": 1, "B": 2, "ignore": 3}
+
+
+def _write(arr: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(sitk.GetImageFromArray(arr[None].astype(np.uint8)), str(path))
+
+
+def _model(tmp_path: Path, island_on_background_scribble: bool) -> tuple[Path, Path, Path]:
+    """Two cases, fold 0 predicts c1, fold 1 predicts c2; c1 adds a 3-voxel A island to a 6-voxel organ.
+
+    Dense reference: A at [1:3, 1:3], B at [1:3, 3]. Scribbles: one A voxel, one B voxel, a background stroke on row
+    5 and, when ``island_on_background_scribble``, one background voxel under the island; everything else ignore.
+    """
+    ref = np.zeros((12, 12), np.uint8)
+    ref[1:3, 1:3] = 1
+    ref[1:3, 3] = 2
+    scribble = np.full_like(ref, 3)
+    scribble[1, 1], scribble[1, 3], scribble[5, 2:9] = 1, 2, 0
+    if island_on_background_scribble:
+        scribble[9, 3] = 0
+    pred = ref.copy()
+    pred[9, 2:5] = 1
+    model = tmp_path / "Dataset999_Tiny" / "nnUNetTrainerScribble__nnUNetPlans__2d"
+    model.mkdir(parents=True)
+    (model / "plans.json").write_text(json.dumps(tiny_plans()))
+    (model / "dataset.json").write_text(json.dumps({"labels": LABELS, "file_ending": ".nii.gz",
+                                                    "channel_names": {"0": "MRI"}, "numTraining": 2}))
+    _write(pred, model / "fold_0" / "validation" / "c1.nii.gz")
+    _write(ref, model / "fold_1" / "validation" / "c2.nii.gz")
+    for case in ("c1", "c2"):
+        _write(scribble, tmp_path / "scribbles" / f"{case}.nii.gz")
+        _write(ref, tmp_path / "dense" / f"{case}.nii.gz")
+    return model, tmp_path / "scribbles", tmp_path / "dense"
+
+
+@pytest.mark.parametrize("on_scribble", [False, True])
+def test_the_scribble_choice_sees_an_island_only_where_a_background_scribble_lies(tmp_path, on_scribble):
+    pc = load_benchmark("postprocessing_choice")
+    model, scribbles, dense = _model(tmp_path, on_scribble)
+    result = pc.compare(model, [0, 1], scribbles, dense, tmp_path / "work", beyond_mm=5.0)
+    rows = {r["chosen by"]: r for r in result["rows"]}
+    assert len(rows) == 5
+    # dense: c1's A Dice 2*4/(7+4) = 8/11, B 1 -> case mean 19/22; c2 perfect
+    none = rows["-"]
+    assert none["dense Dice"] == pytest.approx(((19 / 22 + 1) / 2, (1 - 19 / 22) / 2))
+    assert none["per class"] == pytest.approx({"A": (8 / 11 + 1) / 2, "B": 1.0})
+    assert rows["always"]["dense Dice"] == pytest.approx((1.0, 0.0))
+    on_dense = rows["nnU-Net on dense labels"]
+    assert on_dense["post-processing"] == "largest foreground component"   # the per-class steps change nothing more
+    assert on_dense["dense Dice"] == pytest.approx((1.0, 0.0))
+    assert on_dense["nnU-Net Dice before"] == pytest.approx((19 / 22 + 1) / 2)
+    on_scr = rows["nnU-Net on scribbles"]
+    if on_scribble:
+        # c1 on the scribbled voxels: A tp 1, fp 1 (the island voxel on the background stroke) -> 2/3; B 1
+        assert on_scr["nnU-Net Dice before"] == pytest.approx(((2 / 3 + 1) / 2 + 1) / 2)
+        assert on_scr["post-processing"] == "largest foreground component" and result["agree"]
+        assert on_scr["dense Dice"] == pytest.approx((1.0, 0.0))
+    else:
+        # the island lies on ignored voxels only: the scribble Dice is 1 before and after, so nnU-Net keeps nothing
+        assert on_scr["nnU-Net Dice before"] == on_scr["nnU-Net Dice after"] == pytest.approx(1.0)
+        assert on_scr["post-processing"] == "none" and not result["agree"]
+        assert on_scr["dense Dice"] == pytest.approx(none["dense Dice"])
+    # the island lies 8 mm from the nearest foreground scribble: beyond 5 mm it is background in the reference, so
+    # c1's A scores 2 / (2 + 3) before (one scribble voxel hit, three island voxels wrong), B 1
+    beyond = rows["nnU-Net on scribbles + background beyond 5 mm"]
+    assert beyond["nnU-Net Dice before"] == pytest.approx(((0.4 + 1) / 2 + 1) / 2)
+    assert beyond["post-processing"] == "largest foreground component" and result["agree_beyond"]
+    assert beyond["dense Dice"] == pytest.approx((1.0, 0.0))
+    table = pc.to_markdown(result)
+    assert "| none | - |  | 93.2 ± 6.8 | 86.4 | 100.0 |" in table
+    assert table.rstrip().endswith("scribbles " + ("agrees with" if on_scribble else "differs from") + " its choice "
+                                   "on the dense labels; with the background beyond the distance it agrees with it")
+    assert not (model / "fold_0" / "validation" / "postprocessing.pkl").exists()   # the model folder is untouched
+
+
+def test_describe_names_the_steps():
+    pc = load_benchmark("postprocessing_choice")
+
+    def remove_all_but_largest_component_from_segmentation():
+        pass
+
+    fn = remove_all_but_largest_component_from_segmentation
+    assert pc.describe([], [], LABELS) == "none"
+    assert pc.describe([fn, fn], [{"labels_or_regions": [1, 2]}, {"labels_or_regions": 2}], LABELS) == \
+        "largest foreground component + largest B component"
+
+
+def test_merge_errors_name_the_fold_and_the_case(tmp_path):
+    pc = load_benchmark("postprocessing_choice")
+    model, _, _ = _model(tmp_path, False)
+    from nnunet_scribble.evaluation.postprocessing import merge_validation
+
+    with pytest.raises(FileNotFoundError, match="fold_2/validation not found: fold 2 is not trained"):
+        merge_validation(model, [0, 2], tmp_path / "m1", ".nii.gz")
+    _write(np.zeros((12, 12)), model / "fold_1" / "validation" / "c1.nii.gz")
+    with pytest.raises(ValueError, match="c1.nii.gz is predicted by fold 1 and by an earlier fold"):
+        merge_validation(model, [0, 1], tmp_path / "m2", ".nii.gz")
+    with pytest.raises(SystemExit, match="is not a trained model folder"):
+        pc.main([str(tmp_path)])
