@@ -59,3 +59,17 @@ def test_scribble_training_beats_untrained_model_on_dense_labels(tmp_path):
     print(f"dense Dice trained {dice:.3f} vs untrained {dice0:.3f}")
     assert len(trained["cases"]) == 4
     assert dice > dice0 + 0.3 and dice > 0.5
+
+    # post-processing as a user chooses it after the cross-validation, then nnU-Net's command applies it
+    pipeline.run_command([pipeline.console_script("nnunet_scribble_determine_postprocessing"), "951", "-c", "2d",
+                          "-tr", TRAINER, "-p", plans_id, "-f", "0"], env, tmp_path / "pp.log")
+    chosen = model / "crossval_results_folds_0_beyond40mm"
+    assert {"postprocessing.pkl", "postprocessing.json", "plans.json"} <= {p.name for p in chosen.iterdir()}
+    pipeline.run_command([pipeline.console_script("nnUNetv2_apply_postprocessing"), "-i", str(tmp_path / "pred"),
+                          "-o", str(tmp_path / "pred_pp"), "-pp_pkl_file", str(chosen / "postprocessing.pkl"),
+                          "-np", "1", "-plans_json", str(chosen / "plans.json")], env, tmp_path / "pp.log")
+    post = evaluate_folder(ds / "labelsTs", tmp_path / "pred_pp")
+    print(f"dense Dice after the chosen post-processing {post['mean']['Dice']['mean']:.3f}")
+    # nnU-Net's rule keeps a step only where it raised the validation Dice (here 0.68 -> 0.90 on the distractor blobs
+    # of the synthetic images, 2026-12-07); on the test cases it must not cost much
+    assert len(post["cases"]) == 4 and post["mean"]["Dice"]["mean"] >= dice - 0.05
