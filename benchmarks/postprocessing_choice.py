@@ -6,21 +6,21 @@ the largest foreground component (then, class by class, the largest component of
 cross-validation Dice with and without it, and ``nnUNetv2_apply_postprocessing`` applies the decision to test
 predictions. It compares against ``nnUNet_preprocessed/<dataset>/gt_segmentations``, a copy of ``labelsTr``: for a
 scribble dataset that is the scribbles, scored on the annotated voxels only (nnU-Net skips the ignore label). This
-script runs nnU-Net's own ``determine_postprocessing`` on the merged validation predictions of a trained model
-three times, against the scribbles (the choice ``nnUNetv2_find_best_configuration`` makes), against the scribbles
-with every unannotated voxel farther than ``--beyond_mm`` from all foreground scribbles set to background (the
-choice ``nnunet_scribble_determine_postprocessing`` makes, ``nnunet_scribble.evaluation.postprocessing``) and against
-the dense labels (the choice dense training labels would give, an oracle), and scores against the dense labels:
+script chooses among nnU-Net's candidates with nnU-Net's rule on the merged validation predictions of a trained
+model three ways: nnU-Net's own ``determine_postprocessing`` against the scribbles (the choice
+``nnUNetv2_find_best_configuration`` makes); ``nnunet_scribble_determine_postprocessing``'s, scored by the Dice
+estimated from the scribbles plus every unannotated voxel farther than ``--beyond_mm`` from all foreground scribbles
+as background (``nnunet_scribble.evaluation.postprocessing``); nnU-Net's ``determine_postprocessing`` against the
+dense labels (the choice dense training labels would give, an oracle). Then it scores against the dense labels:
 
     none                    the predictions as they are
-    chosen on scribbles     nnU-Net's choice against the scribbles
-    ... + background beyond nnU-Net's choice against the scribbles plus the far background
-    chosen on dense labels  nnU-Net's choice against the dense labels
-    largest component       nnU-Net's "keep the largest foreground component" applied to every case
+    on scribbles            nnU-Net's choice against the scribbles
+    scribbles + background  nnunet_scribble_determine_postprocessing's choice
+    on dense labels         nnU-Net's choice against the dense labels
+    always                  nnU-Net's "keep the largest foreground component" applied to every case
 
-It prints one Markdown table (post-processing, who chose it, nnU-Net's foreground-mean Dice before and after against
-the reference it chose on, mean dense Dice ± sd over cases and per class) and whether the scribble choices agree
-with the dense one.
+It prints one Markdown table (post-processing, who chose it, the foreground-mean score it was chosen by before and
+after, mean dense Dice ± sd over cases and per class) and whether the scribble choices agree with the dense one.
 Example (ACDC fold 1 of ``benchmarks/README.md``; give every trained fold to score a whole cross-validation):
 
     python benchmarks/postprocessing_choice.py \\
@@ -39,6 +39,8 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+
+import numpy as np
 
 from nnunet_scribble.evaluation import postprocessing as pp
 from nnunet_scribble.evaluation.folder import evaluate_folder
@@ -95,22 +97,19 @@ def choose(predictions: Path, reference: Path, model: Path, num_processes: int) 
             json.loads((predictions / "postprocessing.json").read_text()))
 
 
-def largest_component_everywhere(predictions: Path, out: Path, model: Path, labels: dict, num_processes: int) -> Path:
-    """Apply nnU-Net's largest-foreground-component step to every case, as ``nnUNetv2_apply_postprocessing`` would."""
+def apply(predictions: Path, out: Path, model: Path, fns: list, kwargs: list, num_processes: int) -> Path:
+    """Apply post-processing steps to every case, as ``nnUNetv2_apply_postprocessing`` does."""
     from nnunetv2.postprocessing import remove_connected_components as rcc
 
-    step = rcc.remove_all_but_largest_component_from_segmentation
-    fg = list(foreground_labels(labels).values())
-    rcc.apply_postprocessing_to_folder(str(predictions), str(out), [step], [{"labels_or_regions": fg}],
-                                       str(model / "plans.json"), str(model / "dataset.json"),
-                                       num_processes=num_processes)
+    rcc.apply_postprocessing_to_folder(str(predictions), str(out), fns, kwargs, str(model / "plans.json"),
+                                       str(model / "dataset.json"), num_processes=num_processes)
     return out
 
 
 def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: Path, num_processes: int = 1,
             beyond_mm: float = pp.DEFAULT_BEYOND_MM) -> dict:
     """The five rows of the table (see the module docstring) as a dict."""
-    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+    from nnunetv2.postprocessing import remove_connected_components as rcc
 
     dataset_json = json.loads((model / "dataset.json").read_text())
     labels, ending = dataset_json["labels"], dataset_json["file_ending"]
@@ -120,21 +119,25 @@ def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: P
     merged = work / "merged"
     cases = pp.merge_validation(model, folds, merged, ending)
     rows = [{"post-processing": "none", "chosen by": "-", "folder": merged}]
-    beyond = work / f"scribbles_background_beyond_{beyond_mm:g}mm"
-    plans = PlansManager(str(model / "plans.json"))
-    pp.write_background_beyond(scribbles, beyond, cases, plans.image_reader_writer_class(), ending, beyond_mm,
-                               plans.get_label_manager(dataset_json).ignore_label)
     for who, ref, name in (("nnU-Net on scribbles", scribbles, "choice_on_scribbles"),
-                           (f"nnU-Net on scribbles + background beyond {beyond_mm:g} mm", beyond, "choice_beyond"),
                            ("nnU-Net on dense labels", dense, "choice_on_dense")):
         shutil.copytree(merged, work / name)
         folder, fns, kwargs, info = choose(work / name, ref, model, num_processes)
         rows.append({"post-processing": describe(fns, kwargs, labels), "chosen by": who, "folder": Path(folder),
                      "nnU-Net Dice before": info["input_folder"]["foreground_mean"]["Dice"],
                      "nnU-Net Dice after": info["postprocessed"]["foreground_mean"]["Dice"]})
+    fns, kwargs = pp.determine_postprocessing(model, folds, scribbles, work / "choice_beyond", beyond_mm)
+    info = json.loads((work / "choice_beyond" / "postprocessing.json").read_text())
+    rows.insert(2, {"post-processing": describe(fns, kwargs, labels),
+                    "chosen by": f"scribbles + background beyond {beyond_mm:g} mm, estimated Dice",
+                    "folder": apply(merged, work / "choice_beyond" / "postprocessed", model, fns, kwargs,
+                                    num_processes),
+                    "nnU-Net Dice before": float(np.mean(list(info["scores_before"].values()))),
+                    "nnU-Net Dice after": float(np.mean(list(info["scores_after"].values())))})
     rows.append({"post-processing": "largest foreground component", "chosen by": "always",
-                 "folder": largest_component_everywhere(merged, work / "largest_everywhere", model, labels,
-                                                        num_processes)})
+                 "folder": apply(merged, work / "largest_everywhere", model,
+                                 [rcc.remove_all_but_largest_component_from_segmentation],
+                                 [{"labels_or_regions": list(foreground_labels(labels).values())}], num_processes)})
     fg = foreground_labels(labels)
     for row in rows:
         summary = evaluate_folder(dense, row.pop("folder"), labels=fg, file_ending=ending, cases=cases,

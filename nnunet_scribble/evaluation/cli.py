@@ -69,13 +69,15 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
 
 
 _PP_DESCRIPTION = """\
-Choose nnU-Net's post-processing for a scribble-trained model: nnUNetv2_find_best_configuration's candidates and
-rule (keep only the largest foreground component, then only the largest component of each class, where that raises
-the cross-validation Dice and lowers no class's), against the scribbles in $nnUNet_preprocessed/<dataset>/
-gt_segmentations with every unannotated voxel farther than --beyond_mm from all foreground scribbles of its image
-counted as background. On scribbles alone nnU-Net cannot see islands that no background scribble touches and keeps
-them. Writes nnU-Net's postprocessing.pkl into the output folder (default: the model folder's
-crossval_results_folds_<folds>_beyond<mm>mm) and prints the nnUNetv2_apply_postprocessing command.
+Choose nnU-Net's post-processing for a scribble-trained model: nnUNetv2_find_best_configuration's candidates, order
+and rule (keep only the largest foreground component, then only the largest component of each class, where that
+raises the cross-validation score and lowers no class's), scored against the scribbles in $nnUNet_preprocessed/
+<dataset>/gt_segmentations with every unannotated voxel farther than --beyond_mm from all foreground scribbles of
+its image counted as background; the score estimates each class's Dice as the F1 of the recall on its scribbles and
+the precision against the voxels known not to be it. nnUNetv2_find_best_configuration scores on the scribbles alone,
+where islands that no background scribble touches are invisible, and keeps them. Writes nnU-Net's
+postprocessing.pkl into the output folder (default: the model folder's crossval_results_folds_<folds>_beyond<mm>mm)
+and prints the nnUNetv2_apply_postprocessing command.
 """
 
 
@@ -95,7 +97,6 @@ def _build_pp_parser() -> argparse.ArgumentParser:
                              "image count as background. Default: %(default)s (ACDC's farthest foreground voxel "
                              "lies 29.9 mm from a foreground scribble)")
     parser.add_argument("-o", "--output", default=None, help="output folder (replaced if it exists)")
-    parser.add_argument("-np", type=int, default=1, dest="num_processes", help="worker processes. Default: 1")
     return parser
 
 
@@ -123,13 +124,13 @@ def determine_postprocessing_main(argv: Sequence[str] | None = None) -> None:
         out = Path(args.output) if args.output else \
             model / f"crossval_results_folds_{'_'.join(map(str, args.f))}_beyond{args.beyond_mm:g}mm"
         fns, kwargs = determine_postprocessing(model, args.f, Path(nnUNet_preprocessed, dataset, "gt_segmentations"),
-                                               out, args.beyond_mm, args.num_processes)
+                                               out, args.beyond_mm)
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         parser.exit(2, f"nnunet_scribble_determine_postprocessing: error: {e}\n")
     steps = ", ".join(f"{fn.__name__}({kw})" for fn, kw in zip(fns, kwargs)) or "none"
     print(f"\nChosen post-processing: {steps}\nWrote {out / 'postprocessing.pkl'}; apply it to predictions with\n"
           f"nnUNetv2_apply_postprocessing -i OUTPUT_FOLDER -o OUTPUT_FOLDER_PP -pp_pkl_file "
-          f"{out / 'postprocessing.pkl'} -np {args.num_processes} -plans_json {out / 'plans.json'}")
+          f"{out / 'postprocessing.pkl'} -np 1 -plans_json {out / 'plans.json'}")
 
 
 if __name__ == "__main__":

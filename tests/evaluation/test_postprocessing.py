@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 from nnunet_helpers import tiny_plans
 
-from nnunet_scribble.evaluation.postprocessing import background_beyond, determine_postprocessing
+from nnunet_scribble.evaluation.postprocessing import background_beyond, determine_postprocessing, scribble_dice
 
 IGNORE = 3
 
@@ -47,6 +47,28 @@ def test_background_beyond_leaves_images_without_foreground_scribbles_and_checks
         background_beyond(scribble, (1, 1), 0, IGNORE)
 
 
+def test_scribble_dice_is_the_f1_of_scribble_recall_and_known_negative_precision():
+    ref = np.full((4, 6), IGNORE, np.uint8)
+    ref[0, 0:2] = 1               # two A scribble voxels
+    ref[3, :] = 0                 # known background row
+    ref[0, 5] = 2                 # one B scribble voxel
+    pred = np.zeros_like(ref)
+    pred[0, 0] = 1                # hits one of the two A scribble voxels: recall 1/2
+    pred[1, 0:3] = 1              # unannotated: counted right
+    pred[3, 0:2] = 1              # on known background: wrong -> precision 1 - 2/6
+    pred[0, 5] = 1                # on the B scribble: wrong for A, and B is missed
+    got = scribble_dice(pred, ref, [1, 2], IGNORE)
+    recall, precision = 1 / 2, 1 - 3 / 7  # 7 A voxels, 3 on known non-A voxels (2 background, 1 B)
+    assert got[1] == pytest.approx(2 * recall * precision / (recall + precision))
+    assert got[2] == 0.0
+    assert 4 not in scribble_dice(pred, ref, [1, 2, 4], IGNORE)   # a class without scribbles is left out
+    dense = np.random.default_rng(0).integers(0, 3, (5, 7, 9))
+    guess = np.random.default_rng(1).integers(0, 3, (5, 7, 9))
+    for c in (1, 2):  # with a dense reference (no ignore voxel) the estimate is the Dice
+        a, b = guess == c, dense == c
+        assert scribble_dice(guess, dense, [c], IGNORE)[c] == pytest.approx(2 * (a & b).sum() / (a.sum() + b.sum()))
+
+
 def _write(arr: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(sitk.GetImageFromArray(arr[None].astype(np.uint8)), str(path))
@@ -80,8 +102,9 @@ def test_determine_postprocessing_removes_the_island_nnunet_cannot_see_on_scribb
     assert kwargs == [{"labels_or_regions": [1]}]
     with open(out / "postprocessing.pkl", "rb") as f:
         assert [g.__name__ for g in pickle.load(f)[0]] == [f.__name__ for f in fns]
-    post = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "postprocessed" / "c1.nii.gz")))[0]
-    assert post.sum() == 4 and post[9].sum() == 0
+    info = json.loads((out / "postprocessing.json").read_text())
+    # A: recall 1, precision 4/7 (the 3 island voxels lie on known background) -> 8/11; after: 1
+    assert info["scores_before"]["1"] == pytest.approx(8 / 11) and info["scores_after"]["1"] == pytest.approx(1.0)
     assert (out / "c1.nii.gz").is_file() and (out / "plans.json").is_file() and not (out / "stale.txt").exists()
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".")] == []   # no temporary folder left
     # on the scribbles alone (a huge distance: nothing becomes background) the island is invisible: nothing chosen
