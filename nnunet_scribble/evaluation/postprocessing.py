@@ -148,7 +148,11 @@ def scribble_dice(prediction: np.ndarray, reference: np.ndarray, labels: Sequenc
 
 def _scores(predictions: Path, references: Path, cases: Sequence[str], ending: str, rw, steps: list,
             labels: Sequence[int], ignore_label: int) -> dict[int, float]:
-    """Mean over cases of :func:`scribble_dice` per class after applying the post-processing ``steps``."""
+    """Mean over cases of :func:`scribble_dice` per class after applying the post-processing ``steps``.
+
+    Reads every case from disk for each candidate (one pass per candidate, at most 2 + number of classes) rather than
+    holding all cases in memory, which a large 3D cross-validation would not fit.
+    """
     from nnunetv2.postprocessing.remove_connected_components import apply_postprocessing
 
     per_class: dict[int, list[float]] = {c: [] for c in labels}
@@ -184,7 +188,8 @@ def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scr
 
     model, out = Path(model), Path(out_folder)
     plans, dataset_json = load_json(str(model / "plans.json")), load_json(str(model / "dataset.json"))
-    label_manager = PlansManager(plans).get_label_manager(dataset_json)
+    plans_manager = PlansManager(plans)
+    label_manager = plans_manager.get_label_manager(dataset_json)
     if label_manager.ignore_label is None:
         raise ValueError(f"{model / 'dataset.json'} declares no 'ignore' label: the dataset is densely labelled, use "
                          f"nnUNetv2_find_best_configuration")
@@ -192,7 +197,7 @@ def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scr
         raise ValueError(f"{model / 'dataset.json'} uses regions: only label-based datasets are supported")
     ending, ignore = dataset_json["file_ending"], label_manager.ignore_label
     labels = [int(c) for c in label_manager.foreground_labels]
-    rw = PlansManager(plans).image_reader_writer_class()
+    rw = plans_manager.image_reader_writer_class()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
@@ -206,11 +211,10 @@ def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scr
                 return _scores(tmp, ref, cases, ending, rw, candidate, labels, ignore)
 
             steps: list = []
-            best = score(steps)
-            log = [{"steps": [], "scores": best}]
+            before = best = score(steps)
             fg_step = (remove_all_but_largest_component_from_segmentation, {"labels_or_regions": labels})
             trial = score([fg_step])
-            log.append({"steps": ["largest foreground component"], "scores": trial})
+            candidates = [{"step": ["largest foreground component"], "scores": trial}]
             if np.mean(list(trial.values())) > np.mean(list(best.values())) and \
                     all(trial[c] >= best[c] for c in best):
                 steps, best = [fg_step], trial
@@ -218,7 +222,7 @@ def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scr
                 for c in labels:
                     step = (remove_all_but_largest_component_from_segmentation, {"labels_or_regions": c})
                     trial = score(steps + [step])
-                    log.append({"steps": [f"largest component of {c}"], "scores": trial})
+                    candidates.append({"step": [f"largest component of {c}"], "scores": trial})
                     if c in trial and trial[c] > best.get(c, -1.0):
                         steps, best = steps + [step], trial
         fns, kwargs = [f for f, _ in steps], [k for _, k in steps]
@@ -226,8 +230,7 @@ def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scr
             pickle.dump((fns, kwargs), f)
         save_json({"beyond_mm": beyond_mm, "folds": list(folds), "cases": len(cases),
                    "postprocessing_fns": [f.__name__ for f in fns], "postprocessing_kwargs": kwargs,
-                   "scores_before": log[0]["scores"], "scores_after": best,
-                   "candidates": [{"step": e["steps"], "scores": e["scores"]} for e in log[1:]]},
+                   "scores_before": before, "scores_after": best, "candidates": candidates},
                   str(tmp / "postprocessing.json"), sort_keys=False)
         if out.exists():
             shutil.rmtree(out)
