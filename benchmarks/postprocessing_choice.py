@@ -15,9 +15,13 @@ dense labels (the choice dense training labels would give, an oracle). Then it s
 
     none                    the predictions as they are
     on scribbles            nnU-Net's choice against the scribbles
-    scribbles + background  nnunet_scribble_determine_postprocessing's choice
+    scribbles + background  nnunet_scribble_determine_postprocessing's choice among nnU-Net's candidates, and with
+                            the foreground component closest to the image centre as a further candidate (its
+                            default)
     on dense labels         nnU-Net's choice against the dense labels
     always                  nnU-Net's "keep the largest foreground component" applied to every case
+    always, central         keep the foreground component closest to the image centre (among those of at least
+                            10 % of the largest's size) in every case
 
 It prints one Markdown table (post-processing, who chose it, the foreground-mean score it was chosen by before and
 after, mean dense Dice ± sd over cases and per class) and whether the scribble choices agree with the dense one.
@@ -75,6 +79,9 @@ def describe(pp_fns, pp_kwargs, labels: dict) -> str:
     names = {v: k for k, v in labels.items()}
     steps = []
     for fn, kwargs in zip(pp_fns, pp_kwargs):
+        if fn.__name__ == pp.keep_central_component.__name__:
+            steps.append("central foreground component")
+            continue
         target = kwargs["labels_or_regions"]
         what = "foreground" if isinstance(target, list) and len(target) > 1 else names.get(
             target[0] if isinstance(target, list) else target, str(target))
@@ -126,18 +133,23 @@ def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: P
         rows.append({"post-processing": describe(fns, kwargs, labels), "chosen by": who, "folder": Path(folder),
                      "nnU-Net Dice before": info["input_folder"]["foreground_mean"]["Dice"],
                      "nnU-Net Dice after": info["postprocessed"]["foreground_mean"]["Dice"]})
-    fns, kwargs = pp.determine_postprocessing(model, folds, scribbles, work / "choice_beyond", beyond_mm)
-    info = json.loads((work / "choice_beyond" / "postprocessing.json").read_text())
-    rows.insert(2, {"post-processing": describe(fns, kwargs, labels),
-                    "chosen by": f"scribbles + background beyond {beyond_mm:g} mm, estimated Dice",
-                    "folder": apply(merged, work / "choice_beyond" / "postprocessed", model, fns, kwargs,
-                                    num_processes),
-                    "nnU-Net Dice before": float(np.mean(list(info["scores_before"].values()))),
-                    "nnU-Net Dice after": float(np.mean(list(info["scores_after"].values())))})
+    for i, (central, name, what) in enumerate(((False, "choice_beyond_nnunet", "nnU-Net's candidates"),
+                                                (True, "choice_beyond", "+ central component"))):
+        fns, kwargs = pp.determine_postprocessing(model, folds, scribbles, work / name, beyond_mm, central)
+        info = json.loads((work / name / "postprocessing.json").read_text())
+        rows.insert(2 + i, {"post-processing": describe(fns, kwargs, labels),
+                            "chosen by": f"scribbles + background beyond {beyond_mm:g} mm, estimated Dice, {what}",
+                            "folder": apply(merged, work / name / "postprocessed", model, fns, kwargs,
+                                            num_processes),
+                            "nnU-Net Dice before": float(np.mean(list(info["scores_before"].values()))),
+                            "nnU-Net Dice after": float(np.mean(list(info["scores_after"].values())))})
     rows.append({"post-processing": "largest foreground component", "chosen by": "always",
                  "folder": apply(merged, work / "largest_everywhere", model,
                                  [rcc.remove_all_but_largest_component_from_segmentation],
                                  [{"labels_or_regions": list(foreground_labels(labels).values())}], num_processes)})
+    rows.append({"post-processing": "central foreground component", "chosen by": "always",
+                 "folder": apply(merged, work / "central_everywhere", model, [pp.keep_central_component],
+                                 [{"labels": list(foreground_labels(labels).values())}], num_processes)})
     fg = foreground_labels(labels)
     for row in rows:
         summary = evaluate_folder(dense, row.pop("folder"), labels=fg, file_ending=ending, cases=cases,
@@ -145,8 +157,8 @@ def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: P
         row["dense Dice"] = (summary["mean"]["Dice"]["mean"], summary["mean"]["Dice"]["std"])
         row["per class"] = {c: summary["per_class"][c]["Dice"]["mean"] for c in fg}
     return {"model": str(model), "folds": folds, "cases": len(cases), "rows": rows,
-            "agree": rows[1]["post-processing"] == rows[3]["post-processing"],
-            "agree_beyond": rows[2]["post-processing"] == rows[3]["post-processing"]}
+            "agree": rows[1]["post-processing"] == rows[4]["post-processing"],
+            "agree_beyond": rows[2]["post-processing"] == rows[4]["post-processing"]}
 
 
 def to_markdown(result: dict) -> str:

@@ -17,7 +17,8 @@ running the same command again:
     term_gradients  per-term gradient norms and cosines of MedCL, PCLMix and the baseline on the
                  mscmr_zero_border models (trains them first where they are missing)
     postprocessing  the post-processing nnU-Net chooses on the scribbles (nnUNetv2_find_best_configuration) vs on
-                 the dense labels, for the ACDC models of the scribble trainers (trains them where they are missing)
+                 the dense labels, for the ACDC models of the scribble trainers (trains them where they are missing),
+                 after the reach of the dense foreground from the scribbles (beyond_distance.py)
 
 Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them when they are not set):
 
@@ -331,7 +332,7 @@ def steps_for(args, env: dict) -> list[Step]:
 
 
 def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[Step]:
-    """Train (or reuse) the scribble trainers on the folds, then compare nnU-Net's post-processing choices.
+    """Measure the scribbles' reach, train (or reuse) the scribble trainers on the folds, compare the choices.
 
     The models are the ``acdc`` target's run 0 (same nnU-Net folders and plans), so after ``acdc`` nothing trains.
     """
@@ -341,7 +342,12 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
     # its own results folder: run_quality.py writes the table of the trainers it is given, which would replace the
     # acdc target's table in acdc_2d_fold<f>_<preset>
     base = out / f"postprocessing_acdc_2d_folds{folds}_{args.preset}"
+    reach = base / "beyond_distance"
     steps = acdc_preparation(args, env) + [Step(
+        "how far the dense foreground reaches from the scribbles (--beyond_mm)",
+        [sys.executable, str(REPO / "benchmarks" / "beyond_distance.py"),
+         str(Path(env["nnUNet_raw"]) / "Dataset027_ACDCScribble"), "--sizes", "3", "5", "10", "20", "-o", str(reach)],
+        done=lambda: reach.with_suffix(".md").is_file())] + [Step(
         f"fold {f}: train (or reuse) and score {len(trainers)} scribble trainers",
         [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f),
          *common, "--repeats", "1", "--reuse", "--output", str(base / f"fold{f}"), "-tr", *trainers])

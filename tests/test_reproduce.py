@@ -192,8 +192,10 @@ def test_postprocessing_target_reuses_the_acdc_models_and_compares_per_trainer(f
     rp = _module()
     argv = ["postprocessing", "--folds", "1", "2", "-tr", "nnUNetTrainerScribble", "nnUNetTrainerMaCo", "--dry_run",
             "--output", str(folders / "res")]
-    _, _, train1, train2, *choices = _commands(rp, argv)
+    _, _, reach, train1, train2, *choices = _commands(rp, argv)
     base = folders / "res" / "postprocessing_acdc_2d_folds12_cpu"
+    assert reach[1].endswith("beyond_distance.py") and reach[-2:] == ["-o", str(base / "beyond_distance")]
+    assert reach[2] == str(folders / "nnUNet_raw" / "Dataset027_ACDCScribble")
     assert [t[t.index("-f") + 1] for t in (train1, train2)] == ["1", "2"]
     assert train1[train1.index("--output") + 1] == str(base / "fold1")   # not the acdc table's folder
     assert "--reuse" in train1 and train1[train1.index("--repeats") + 1] == "1"

@@ -71,14 +71,30 @@ def evaluate_main(argv: Sequence[str] | None = None) -> None:
 _PP_DESCRIPTION = """\
 Choose nnU-Net's post-processing for a scribble-trained model: nnUNetv2_find_best_configuration's candidates, order
 and rule (keep only the largest foreground component, then only the largest component of each class, where that
-raises the cross-validation score and lowers no class's), scored against the scribbles in $nnUNet_preprocessed/
+raises the cross-validation score and lowers no class's), plus one candidate of its own beside the largest
+foreground component (--candidates all): the foreground component closest to the image centre, which keeps a
+centred organ where an island is larger. Candidates are scored against the scribbles in $nnUNet_preprocessed/
 <dataset>/gt_segmentations with every unannotated voxel farther than --beyond_mm from all foreground scribbles of
 its image counted as background; the score estimates each class's Dice as the F1 of the recall on its scribbles and
 the precision against the voxels known not to be it. nnUNetv2_find_best_configuration scores on the scribbles alone,
 where islands that no background scribble touches are invisible, and keeps them. Writes nnU-Net's
 postprocessing.pkl into the output folder (default: the model folder's crossval_results_folds_<folds>_beyond<mm>mm)
-and prints the nnUNetv2_apply_postprocessing command.
+and prints the nnUNetv2_apply_postprocessing command. The distance must exceed how far the structures reach from
+their scribbles in your protocol: with dense labels of a few training cases, --beyond_mm auto measures it.
 """
+
+
+def _distance(value: str) -> float | str:
+    """``--beyond_mm``: a positive number of millimetres or ``auto``."""
+    if value == "auto":
+        return value
+    try:
+        mm = float(value)
+    except ValueError:
+        mm = float("nan")
+    if not mm > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive distance in mm or 'auto', got {value!r}")
+    return mm
 
 
 def _build_pp_parser() -> argparse.ArgumentParser:
@@ -92,12 +108,51 @@ def _build_pp_parser() -> argparse.ArgumentParser:
     parser.add_argument("-p", default="nnUNetPlans", help="plans identifier. Default: %(default)s")
     parser.add_argument("-f", nargs="+", type=int, default=[0, 1, 2, 3, 4],
                         help="folds whose validation predictions are merged. Default: 0 1 2 3 4")
-    parser.add_argument("--beyond_mm", type=float, default=DEFAULT_BEYOND_MM,
+    parser.add_argument("--beyond_mm", type=_distance, default=DEFAULT_BEYOND_MM,
                         help="unannotated voxels farther than this (mm) from every foreground scribble of their "
-                             "image count as background. Default: %(default)s (ACDC's farthest foreground voxel "
-                             "lies 29.9 mm from a foreground scribble)")
+                             "image count as background. 'auto': 1.25 x the farthest any dense foreground voxel "
+                             "lies from the foreground scribbles of its image, over the cases of --dense, rounded "
+                             "up to 5 mm. Default: %(default)s (ACDC: farthest 29.9 mm)")
+    parser.add_argument("--dense", default=None,
+                        help="dense labels of some training cases, for --beyond_mm auto. Default: "
+                             "$nnUNet_raw/<dataset>/labelsTr_dense")
+    parser.add_argument("--candidates", choices=("all", "nnunet"), default="all",
+                        help="'nnunet': nnU-Net's candidates only; 'all' (default) also tries keeping the foreground "
+                             "component closest to the image centre (among those of at least 10 %% of the largest's "
+                             "size), which keeps a centred organ where an island is larger")
     parser.add_argument("-o", "--output", default=None, help="output folder (replaced if it exists)")
     return parser
+
+
+def _auto_beyond_mm(model: Path, dataset: str, scribbles: Path, dense: str | None) -> float:
+    """``--beyond_mm auto``: :func:`~nnunet_scribble.evaluation.postprocessing.suggest_beyond_mm`, printed."""
+    from batchgenerators.utilities.file_and_folder_operations import load_json
+    from nnunetv2.paths import nnUNet_raw
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_scribble.evaluation.postprocessing import suggest_beyond_mm
+
+    if dense is None:
+        if nnUNet_raw is None:
+            raise FileNotFoundError("--beyond_mm auto needs dense labels: nnUNet_raw is not set; pass --dense FOLDER")
+        dense = Path(nnUNet_raw, dataset, "labelsTr_dense")
+        if not dense.is_dir():
+            raise FileNotFoundError(f"--beyond_mm auto needs dense labels of some training cases: {dense} not found; "
+                                    f"pass --dense FOLDER or a distance in mm")
+    dataset_json = load_json(str(model / "dataset.json"))
+    plans_manager = PlansManager(load_json(str(model / "plans.json")))
+    ignore = plans_manager.get_label_manager(dataset_json).ignore_label
+    if ignore is None:
+        raise ValueError(f"{model / 'dataset.json'} declares no 'ignore' label: the dataset is densely labelled, use "
+                         f"nnUNetv2_find_best_configuration")
+    s = suggest_beyond_mm(scribbles, dense, plans_manager.image_reader_writer_class(), dataset_json["file_ending"],
+                          ignore)
+    print(f"--beyond_mm auto: over {s['cases']} cases of {dense} the dense foreground reaches at most "
+          f"{s['max_mm']:.1f} mm from the foreground scribbles ({s['farthest_case']}; median {s['median_mm']:.1f}, "
+          f"p90 {s['p90_mm']:.1f}) -> {s['beyond_mm']:g} mm, which makes {100 * s['known_background']:.0f} % of "
+          f"their unannotated voxels background" + (f"; skipped (no foreground): {', '.join(s['skipped'])}"
+                                                     if s["skipped"] else ""))
+    return s["beyond_mm"]
 
 
 def determine_postprocessing_main(argv: Sequence[str] | None = None) -> None:
@@ -121,10 +176,15 @@ def determine_postprocessing_main(argv: Sequence[str] | None = None) -> None:
             raise FileNotFoundError(f"{model / 'plans.json'} not found: train {args.tr} ({args.p}, {args.c}) first")
         if nnUNet_preprocessed is None:
             raise FileNotFoundError("nnUNet_preprocessed is not set: it holds the scribbles (gt_segmentations)")
+        scribbles = Path(nnUNet_preprocessed, dataset, "gt_segmentations")
+        beyond_mm = args.beyond_mm
+        if beyond_mm == "auto":
+            beyond_mm = _auto_beyond_mm(model, dataset, scribbles, args.dense)
+        suffix = "" if args.candidates == "all" else "_nnunet_candidates"
         out = Path(args.output) if args.output else \
-            model / f"crossval_results_folds_{'_'.join(map(str, args.f))}_beyond{args.beyond_mm:g}mm"
-        fns, kwargs = determine_postprocessing(model, args.f, Path(nnUNet_preprocessed, dataset, "gt_segmentations"),
-                                               out, args.beyond_mm)
+            model / f"crossval_results_folds_{'_'.join(map(str, args.f))}_beyond{beyond_mm:g}mm{suffix}"
+        fns, kwargs = determine_postprocessing(model, args.f, scribbles, out, beyond_mm,
+                                               central=args.candidates == "all")
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         parser.exit(2, f"nnunet_scribble_determine_postprocessing: error: {e}\n")
     steps = ", ".join(f"{fn.__name__}({kw})" for fn, kw in zip(fns, kwargs)) or "none"

@@ -50,8 +50,15 @@ def test_the_scribble_choice_sees_an_island_only_where_a_background_scribble_lie
     pc = load_benchmark("postprocessing_choice")
     model, scribbles, dense = _model(tmp_path, on_scribble)
     result = pc.compare(model, [0, 1], scribbles, dense, tmp_path / "work", beyond_mm=5.0)
-    rows = {r["chosen by"]: r for r in result["rows"]}
-    assert len(rows) == 5
+    assert len(result["rows"]) == 7
+    rows = {r["chosen by"]: r for r in result["rows"][:6]}
+    # c1's organ (centroid (1.5, 2)) lies 5.3 voxels from the centre (5.5, 5.5), the island (9, 3) 4.3: the
+    # central component is the island (3 voxels, half the organ's size): A 0 and B 0 in c1
+    assert result["rows"][6]["post-processing"] == "central foreground component"
+    assert result["rows"][6]["per class"] == pytest.approx({"A": 0.5, "B": 0.5})
+    # as a further candidate it lowers the estimate: the largest component stays chosen
+    extended = rows["scribbles + background beyond 5 mm, estimated Dice, + central component"]
+    assert extended["post-processing"] == "largest foreground component"
     # dense: c1's A Dice 2*4/(7+4) = 8/11, B 1 -> case mean 19/22; c2 perfect
     none = rows["-"]
     assert none["dense Dice"] == pytest.approx(((19 / 22 + 1) / 2, (1 - 19 / 22) / 2))
@@ -75,7 +82,7 @@ def test_the_scribble_choice_sees_an_island_only_where_a_background_scribble_lie
     # the island lies 8 mm from the nearest foreground scribble: beyond 5 mm it is known background, so c1's A is
     # estimated at recall 1 (its scribble voxel is hit), precision 1 - 3/7 (three of seven A voxels are known wrong):
     # F1 8/11; B 1; c2 perfect
-    beyond = rows["scribbles + background beyond 5 mm, estimated Dice"]
+    beyond = rows["scribbles + background beyond 5 mm, estimated Dice, nnU-Net's candidates"]
     assert beyond["nnU-Net Dice before"] == pytest.approx(((8 / 11 + 1) / 2 + 1) / 2)
     assert beyond["nnU-Net Dice after"] == pytest.approx(1.0)
     assert beyond["post-processing"] == "largest foreground component" and result["agree_beyond"]
@@ -97,6 +104,10 @@ def test_describe_names_the_steps():
     assert pc.describe([], [], LABELS) == "none"
     assert pc.describe([fn, fn], [{"labels_or_regions": [1, 2]}, {"labels_or_regions": 2}], LABELS) == \
         "largest foreground component + largest B component"
+    from nnunet_scribble.evaluation.postprocessing import keep_central_component
+
+    assert pc.describe([keep_central_component, fn], [{"labels": [1, 2]}, {"labels_or_regions": 1}],
+                       LABELS) == "central foreground component + largest A component"
 
 
 def test_merge_errors_name_the_fold_and_the_case(tmp_path):
