@@ -74,8 +74,8 @@ def beyond(hist: np.ndarray, mm: float) -> np.ndarray:
 
 
 def suggestion(reach: np.ndarray, margin: float, step_mm: float = 5.0) -> float:
-    """``suggest_beyond_mm``'s rule: largest reach x margin, rounded up to ``step_mm``."""
-    return float(np.ceil(reach.max() * margin / step_mm) * step_mm)
+    """``suggest_beyond_mm``'s rule: largest reach x margin, rounded up to ``step_mm`` (at least ``step_mm``)."""
+    return max(step_mm, float(np.ceil(reach.max() * margin / step_mm) * step_mm))
 
 
 def measure(spec: str, sizes, draws: int, margin: float, seed: int) -> dict:
@@ -96,7 +96,7 @@ def measure(spec: str, sizes, draws: int, margin: float, seed: int) -> dict:
         if dense.shape != scribble.shape:
             raise SystemExit(f"{dense_path}: shape {dense.shape} differs from its scribbles' {scribble.shape}")
         got = case_histograms(scribble, dense, props["spacing"], ds.ignore_label, n_bins)   # 2D: (1, y, x)
-        if got is None:
+        if got is None or not (scribble == ds.ignore_label).any():   # densely labelled in labelsTr (MSCMRseg's val)
             skipped.append(case)
             continue
         cases.append(case)
@@ -104,7 +104,8 @@ def measure(spec: str, sizes, draws: int, margin: float, seed: int) -> dict:
         unannotated.append(got[1])
         foreground.append(got[2])
     if not cases:
-        raise SystemExit(f"no case of {ds.folder} has both foreground scribbles and dense foreground")
+        raise SystemExit(f"no case of {ds.folder} has scribbles (unannotated voxels and foreground scribbles) and "
+                         f"dense foreground")
     reach, unannotated, foreground = np.array(reach), np.array(unannotated), np.array(foreground)
     total_un, total_fg = unannotated.sum(), foreground.sum()
     rows = []

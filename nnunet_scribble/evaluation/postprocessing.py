@@ -127,12 +127,14 @@ def suggest_beyond_mm(scribble_folder: str | os.PathLike, dense_folder: str | os
     The distance must exceed how far a structure reaches from its scribbles, which depends on the scribble protocol
     (strokes along the centre line of each structure, one per slice, ...). This measures :func:`foreground_reach` on
     every case that ``dense_folder`` and ``scribble_folder`` both hold and suggests the largest, times ``margin``,
-    rounded up to a multiple of ``step_mm`` (ACDC's 160 scribbled volumes: largest 29.9 mm -> 40 mm, the default).
+    rounded up to a multiple of ``step_mm`` (at least ``step_mm``; ACDC's 160 scribbled volumes: largest 29.9 mm ->
+    40 mm, the default). Cases that ``scribble_folder`` holds densely labelled (no unannotated voxel) are skipped.
     A few densely labelled cases suffice when they are typical; the margin covers cases farther than the sample.
 
     Returns:
         ``{"beyond_mm", "cases" (used), "max_mm", "median_mm", "p90_mm", "farthest_case", "skipped"
-        (cases without foreground scribbles or dense foreground), "known_background"}``, where
+        (cases without foreground scribbles, without unannotated voxels or without dense foreground),
+        "known_background"}``, where
         ``known_background`` is the fraction of unannotated voxels the suggested distance turns into background.
 
     Raises:
@@ -159,15 +161,15 @@ def suggest_beyond_mm(scribble_folder: str | os.PathLike, dense_folder: str | os
             r = foreground_reach(seg[0], dense[0], spacing, ignore_label)
         except ValueError as e:
             raise ValueError(f"{case}{file_ending}: {e} ({scribble_folder} vs {dense_folder})") from None
-        if r is None:
+        if r is None or not (seg[0] == ignore_label).any():   # densely labelled in labelsTr (MSCMRseg's val cases)
             skipped.append(case)
         else:
             reach[case] = r
     if not reach:
-        raise ValueError(f"none of the {len(cases)} cases in {dense_folder} has both foreground scribbles and dense "
-                         f"foreground")
+        raise ValueError(f"none of the {len(cases)} cases in {dense_folder} has scribbles (unannotated voxels and "
+                         f"foreground scribbles) and dense foreground")
     values = np.array(list(reach.values()))
-    beyond = float(np.ceil(values.max() * margin / step_mm) * step_mm)
+    beyond = max(step_mm, float(np.ceil(values.max() * margin / step_mm) * step_mm))
     unannotated = known = 0
     for case in reach:      # read again rather than held: a large 3D set would not fit in memory
         seg, props = reader_writer.read_seg(str(scribble_folder / f"{case}{file_ending}"))

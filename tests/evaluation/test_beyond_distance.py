@@ -22,18 +22,20 @@ def _dataset(tmp_path: Path, dense: bool = True) -> Path:
     """One row of 40 voxels (1 mm) per case; the A scribble at column 0.
 
     a: dense A on columns 0-6 (reach 6 mm), a background scribble at column 39; b: dense A on 0-3 (reach 3 mm);
-    c: no foreground scribble (skipped); d: no dense labels (not measured).
+    c: no foreground scribble (skipped); d: no dense labels (not measured); e: dense labels in labelsTr (skipped).
     """
     root = tmp_path / "Dataset999_Tiny"
     (root / "labelsTr").mkdir(parents=True)
     (root / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "A": 1, "ignore": IGNORE},
                                                    "channel_names": {"0": "MRI"}, "file_ending": ".nii.gz",
                                                    "numTraining": 4}))
-    for case, reach in (("a", 6), ("b", 3), ("c", 3), ("d", 3)):
+    for case, reach in (("a", 6), ("b", 3), ("c", 3), ("d", 3), ("e", 3)):
         s, d = np.full((1, 40), IGNORE, np.uint8), np.zeros((1, 40), np.uint8)
         s[0, 0], d[0, :reach + 1] = (IGNORE if case == "c" else 1), 1
         if case == "a":
             s[0, 39] = 0
+        if case == "e":     # densely labelled in labelsTr (MSCMRseg's val cases): skipped
+            s = d.copy()
         _write(s, root / "labelsTr" / f"{case}.nii.gz")
         if dense and case != "d":
             _write(d, root / "labelsTr_dense" / f"{case}.nii.gz")
@@ -42,7 +44,7 @@ def _dataset(tmp_path: Path, dense: bool = True) -> Path:
 
 def test_reach_distances_and_samples_by_hand(tmp_path):
     r = bd.measure(str(_dataset(tmp_path)), sizes=[1, 2], draws=50, margin=1.25, seed=0)
-    assert r["cases"] == 2 and r["skipped"] == ["c"] and r["farthest_cases"] == ["a", "b"]
+    assert r["cases"] == 2 and r["skipped"] == ["c", "e"] and r["farthest_cases"] == ["a", "b"]
     assert r["reach_max_mm"] == pytest.approx(6.0) and r["reach_median_mm"] == pytest.approx(4.5)
     assert r["suggested_mm"] == 10.0                       # 6 x 1.25 = 7.5 -> 10
     rows = {row["beyond_mm"]: row for row in r["distances"]}

@@ -174,14 +174,20 @@ def test_suggest_beyond_mm_takes_the_farthest_case_times_the_margin_rounded_up(t
     _write(np.full((1, 20), IGNORE, np.uint8), scrib / "c.nii.gz")     # no foreground scribble: skipped
     _write(np.ones((1, 20), np.uint8), dense / "c.nii.gz")
     _write(np.ones((1, 20), np.uint8), dense / "only_dense.nii.gz")    # no scribble file: not a shared case
+    for folder in (scrib, dense):     # densely labelled in labelsTr too (MSCMRseg's val cases): skipped
+        _write(np.ones((1, 20), np.uint8), folder / "e.nii.gz")
     got = suggest_beyond_mm(scrib, dense, _reader(), ".nii.gz", IGNORE)
     # 6 mm x 1.25 = 7.5 -> 10 mm; per case 19 unannotated voxels, those farther than 10 mm (columns 11-19): 9
     assert got["beyond_mm"] == 10.0 and got["max_mm"] == pytest.approx(6.0) and got["farthest_case"] == "a"
-    assert got["cases"] == 2 and got["skipped"] == ["c"] and got["median_mm"] == pytest.approx(4.5)
+    assert got["cases"] == 2 and got["skipped"] == ["c", "e"] and got["median_mm"] == pytest.approx(4.5)
     assert got["known_background"] == pytest.approx(18 / 38)
     assert suggest_beyond_mm(scrib, dense, _reader(), ".nii.gz", IGNORE, margin=1.0, step_mm=1.0)["beyond_mm"] == 6.0
     with pytest.raises(FileNotFoundError, match="no .png case is in both"):
         suggest_beyond_mm(scrib, dense, _reader(), ".png", IGNORE)
+    only_dense = tmp_path / "only_dense"
+    _write(np.ones((1, 20), np.uint8), only_dense / "e.nii.gz")
+    with pytest.raises(ValueError, match="none of the 1 cases in .* has scribbles"):
+        suggest_beyond_mm(only_dense, dense, _reader(), ".nii.gz", IGNORE)
     _write(np.ones((1, 19), np.uint8), dense / "b.nii.gz")
     with pytest.raises(ValueError, match=r"b\.nii\.gz: scribble shape \(1, 1, 20\) differs from dense shape "
                                          r"\(1, 1, 19\)"):
