@@ -190,7 +190,7 @@ def determine_postprocessing_main(argv: Sequence[str] | None = None) -> None:
     steps = ", ".join(f"{fn.__name__}({kw})" for fn, kw in zip(fns, kwargs)) or "none"
     print(f"\nChosen post-processing: {steps}\nWrote {out / 'postprocessing.pkl'}; apply it to predictions with\n"
           f"nnUNetv2_apply_postprocessing -i OUTPUT_FOLDER -o OUTPUT_FOLDER_PP -pp_pkl_file "
-          f"{out / 'postprocessing.pkl'} -np 1 -plans_json {out / 'plans.json'}")
+          f"{out / 'postprocessing.pkl'} -np 1 -plans_json {out / 'plans.json'} -dataset_json {out / 'dataset.json'}")
 
 
 if __name__ == "__main__":

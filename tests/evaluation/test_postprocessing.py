@@ -134,6 +134,7 @@ def test_cli_finds_the_model_and_the_scribbles_like_nnunet(tmp_path, monkeypatch
     printed = capsys.readouterr().out
     pkl = model / "crossval_results_folds_0_beyond5mm" / "postprocessing.pkl"
     assert pkl.is_file() and f"-pp_pkl_file {pkl}" in printed
+    assert f"-dataset_json {pkl.parent / 'dataset.json'}" in printed and (pkl.parent / "dataset.json").is_file()
     assert "Chosen post-processing: remove_all_but_largest_component_from_segmentation({'labels_or_regions': [1]})" \
         in printed
     with pytest.raises(SystemExit) as e:
