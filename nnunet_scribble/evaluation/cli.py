@@ -150,7 +150,8 @@ def _auto_beyond_mm(model: Path, dataset: str, scribbles: Path, dense: str | Non
     print(f"--beyond_mm auto: over {s['cases']} cases of {dense} the dense foreground reaches at most "
           f"{s['max_mm']:.1f} mm from the foreground scribbles ({s['farthest_case']}; median {s['median_mm']:.1f}, "
           f"p90 {s['p90_mm']:.1f}) -> {s['beyond_mm']:g} mm, which makes {100 * s['known_background']:.0f} % of "
-          f"their unannotated voxels background" + (f"; skipped (no foreground): {', '.join(s['skipped'])}"
+          f"their unannotated voxels background" + (f"; skipped (no scribbles or no foreground): "
+                                                     f"{', '.join(s['skipped'])}"
                                                      if s["skipped"] else ""))
     return s["beyond_mm"]
 

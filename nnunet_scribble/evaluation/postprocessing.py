@@ -134,13 +134,14 @@ def suggest_beyond_mm(scribble_folder: str | os.PathLike, dense_folder: str | os
     Returns:
         ``{"beyond_mm", "cases" (used), "max_mm", "median_mm", "p90_mm", "farthest_case", "skipped"
         (cases without foreground scribbles, without unannotated voxels or without dense foreground),
-        "known_background"}``, where
-        ``known_background`` is the fraction of unannotated voxels the suggested distance turns into background.
+        "known_background"}``, where ``known_background`` is the fraction of unannotated voxels the suggested
+        distance turns into background.
 
     Raises:
         FileNotFoundError: if a folder is missing or they share no case.
-        ValueError: naming a case whose scribble and dense maps differ in shape, or if no shared case has both
-            foreground scribbles and dense foreground; if ``margin`` < 1 or ``step_mm`` <= 0.
+        ValueError: naming a case whose scribble and dense maps differ in shape, or if no shared case has
+            scribbles (unannotated voxels and foreground scribbles) and dense foreground; if ``margin`` < 1 or
+            ``step_mm`` <= 0.
     """
     if margin < 1 or not step_mm > 0:
         raise ValueError(f"margin must be >= 1 and step_mm positive, got {margin} and {step_mm}")
