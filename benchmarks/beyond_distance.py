@@ -25,11 +25,10 @@ A voxel is beyond a distance when it lies farther than it, as in ``background_be
 from __future__ import annotations
 
 import argparse
-import json
-from pathlib import Path
 
 import numpy as np
 
+from nnunet_scribble.benchmarking import print_and_save
 from nnunet_scribble.dataset_conversion.common import LABELS_TR, LABELS_TR_DENSE
 from nnunet_scribble.dataset_conversion.raw_dataset import open_raw_dataset
 from nnunet_scribble.evaluation.postprocessing import DEFAULT_BEYOND_MM, distance_to_foreground_scribbles
@@ -164,13 +163,7 @@ def to_markdown(r: dict) -> str:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     result = measure(args.dataset, args.sizes, args.draws, args.margin, args.seed)
-    table = to_markdown(result)
-    print(table, end="")
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(table)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    print_and_save(to_markdown(result), result, args.output)
     return result
 
 

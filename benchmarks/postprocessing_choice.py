@@ -46,6 +46,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_scribble.benchmarking import print_and_save
 from nnunet_scribble.evaluation import postprocessing as pp
 from nnunet_scribble.evaluation.folder import evaluate_folder
 from nnunet_scribble.evaluation.metrics import foreground_labels
@@ -193,13 +194,7 @@ def main(argv=None) -> dict:
         if args.workdir and work.exists() and any(work.iterdir()):
             raise SystemExit(f"--workdir {work} is not empty: give a new or empty folder")
         result = compare(model, args.folds, scribbles, dense, work, args.np, args.beyond_mm)
-    table = to_markdown(result)
-    print(table, end="")
-    if args.output:
-        out = Path(args.output)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(table)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+    print_and_save(to_markdown(result), result, args.output)
     return result
 
 

@@ -348,6 +348,16 @@ def write_tables(rows: list[dict], out_dir: Path, header: str) -> tuple[Path, Pa
     return out_dir / "results.csv", out_dir / "results.md"
 
 
+def print_and_save(table: str, result: dict, output: str | os.PathLike | None) -> None:
+    """Print a benchmark's Markdown ``table``; with ``output``, also write ``<output>.md`` and ``<output>.json``."""
+    print(table, end="")
+    if output:
+        out = Path(output)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_suffix(".md").write_text(table)
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+
+
 def plot_results(results: Sequence[TrainerResult], png: Path) -> Path:
     """Grouped per-class Dice bars (mean over runs ± across-case std) and a box plot of per-case mean Dice per row
     (cases of all runs of a row pooled)."""
