@@ -31,7 +31,8 @@ import numpy as np
 from nnunet_scribble.benchmarking import print_and_save
 from nnunet_scribble.dataset_conversion.common import LABELS_TR, LABELS_TR_DENSE
 from nnunet_scribble.dataset_conversion.raw_dataset import open_raw_dataset
-from nnunet_scribble.evaluation.postprocessing import DEFAULT_BEYOND_MM, distance_to_foreground_scribbles
+from nnunet_scribble.evaluation.postprocessing import (DEFAULT_BEYOND_MM, beyond_from_reach,
+                                                       distance_to_foreground_scribbles)
 
 BIN_MM = 0.1
 DISTANCES_MM = (20.0, 25.0, 30.0, 35.0, 40.0, 50.0, 60.0)
@@ -72,9 +73,9 @@ def beyond(hist: np.ndarray, mm: float) -> np.ndarray:
     return hist[..., int(round(mm / BIN_MM)):].sum(axis=-1)
 
 
-def suggestion(reach: np.ndarray, margin: float, step_mm: float = 5.0) -> float:
-    """``suggest_beyond_mm``'s rule: largest reach x margin, rounded up to ``step_mm`` (at least ``step_mm``)."""
-    return max(step_mm, float(np.ceil(reach.max() * margin / step_mm) * step_mm))
+def suggestion(reach: np.ndarray, margin: float) -> float:
+    """What ``--beyond_mm auto`` suggests from the cases whose reaches are ``reach``."""
+    return beyond_from_reach(float(reach.max()), margin)
 
 
 def measure(spec: str, sizes, draws: int, margin: float, seed: int) -> dict:

@@ -120,6 +120,12 @@ def foreground_reach(scribble: np.ndarray, dense: np.ndarray, spacing: Sequence[
     return float(distance[fg_dense].max())
 
 
+def beyond_from_reach(reach_mm: float, margin: float = 1.25, step_mm: float = 5.0) -> float:
+    """``--beyond_mm auto``'s rule: the largest reach times ``margin``, rounded up to a multiple of ``step_mm``
+    (at least ``step_mm``)."""
+    return max(step_mm, float(np.ceil(reach_mm * margin / step_mm) * step_mm))
+
+
 def suggest_beyond_mm(scribble_folder: str | os.PathLike, dense_folder: str | os.PathLike, reader_writer,
                       file_ending: str, ignore_label: int, margin: float = 1.25, step_mm: float = 5.0) -> dict:
     """A ``beyond_mm`` for :func:`background_beyond` from the cases that have both scribbles and dense labels.
@@ -170,7 +176,7 @@ def suggest_beyond_mm(scribble_folder: str | os.PathLike, dense_folder: str | os
         raise ValueError(f"none of the {len(cases)} cases in {dense_folder} has scribbles (unannotated voxels and "
                          f"foreground scribbles) and dense foreground")
     values = np.array(list(reach.values()))
-    beyond = max(step_mm, float(np.ceil(values.max() * margin / step_mm) * step_mm))
+    beyond = beyond_from_reach(float(values.max()), margin, step_mm)
     unannotated = known = 0
     for case in reach:      # read again rather than held: a large 3D set would not fit in memory
         seg, props = reader_writer.read_seg(str(scribble_folder / f"{case}{file_ending}"))
