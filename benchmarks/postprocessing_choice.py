@@ -34,6 +34,11 @@ The model folder's ``fold_<f>/validation`` predictions are copied into ``--workd
 removed at the end), so nothing in the model folder is changed; nnU-Net's rule is applied unchanged (a step is kept
 when it raises the foreground-mean Dice and lowers no class's Dice, nnunetv2/postprocessing/
 remove_connected_components.py).
+
+``--off_centre F`` first pads every merged prediction, scribble and dense label with F times its width of background
+(ignore for the scribbles) on the low side of its last axis, so the target no longer lies at the array centre (F = 1:
+an ACDC heart lies at three quarters of the width): a stress test of the central candidate, which the estimate
+should then reject wherever it keeps an island instead of the organ.
 """
 from __future__ import annotations
 
@@ -64,6 +69,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "voxels as background (nnunet_scribble_determine_postprocessing; default %(default)s)")
     p.add_argument("--workdir", default=None, help="keep the merged and post-processed predictions here")
     p.add_argument("-np", type=int, default=1, help="processes for nnU-Net's post-processing and evaluation")
+    p.add_argument("--off_centre", type=float, default=0.0, metavar="F",
+                   help="pad every case with F x its width of background on one side first, moving the target off "
+                        "the centre (a stress test of the central candidate; default 0: as trained)")
     p.add_argument("-o", "--output", default=None, help="also write the table (.md) and the numbers (.json) here")
     return p.parse_args(argv)
 
@@ -88,6 +96,48 @@ def describe(pp_fns, pp_kwargs, labels: dict) -> str:
             target[0] if isinstance(target, list) else target, str(target))
         steps.append(f"largest {what} component" if fn.__name__.startswith("remove_all_but_largest") else fn.__name__)
     return " + ".join(steps) or "none"
+
+
+def off_centre_copy(model: Path, folds: list[int], scribbles: Path, dense: Path, out: Path,
+                    fraction: float) -> tuple[Path, Path, Path]:
+    """Copies of a model's validation predictions and their references, padded on the low side of the last axis.
+
+    Every array gets ``round(fraction * width)`` voxels of background (the ignore label for the scribbles) before its
+    first column, so the array centre moves ``fraction / 2`` of the width towards that side while the target stays
+    where it was.
+
+    Returns:
+        The padded model folder (``plans.json``, ``dataset.json``, ``fold_<f>/validation``), scribbles and dense labels.
+    """
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    if fraction <= 0:
+        raise ValueError(f"--off_centre must be positive, got {fraction}")
+    plans, dataset_json = (json.loads((model / n).read_text()) for n in ("plans.json", "dataset.json"))
+    ending, ignore = dataset_json["file_ending"], dataset_json["labels"].get("ignore")
+    if ignore is None:
+        raise ValueError(f"{model / 'dataset.json'} declares no 'ignore' label: not a scribble dataset")
+    rw = PlansManager(plans).image_reader_writer_class()
+    padded = out / model.name
+    padded.mkdir(parents=True)
+    for name in ("plans.json", "dataset.json"):
+        shutil.copy(model / name, padded / name)
+
+    def pad(src: Path, dst: Path, value: int) -> None:
+        seg, props = rw.read_seg(str(src))
+        seg = seg[0]
+        width = [(0, 0)] * (seg.ndim - 1) + [(int(round(fraction * seg.shape[-1])), 0)]
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        rw.write_seg(np.pad(seg, width, constant_values=value), str(dst), props)
+
+    for fold in folds:
+        for f in sorted((model / f"fold_{fold}" / "validation").glob(f"*{ending}")):
+            pad(f, padded / f"fold_{fold}" / "validation" / f.name, 0)
+            for folder, name, value in ((scribbles, "scribbles", ignore), (dense, "dense", 0)):
+                if not (folder / f.name).is_file():
+                    raise FileNotFoundError(f"{folder / f.name} not found: expected the reference of {f.name}")
+                pad(folder / f.name, out / name / f.name, value)
+    return padded, out / "scribbles", out / "dense"
 
 
 def choose(predictions: Path, reference: Path, model: Path, num_processes: int) -> tuple[str, list, list, dict]:
@@ -164,7 +214,9 @@ def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: P
 
 def to_markdown(result: dict) -> str:
     classes = list(result["rows"][0]["per class"])
-    lines = [f"{result['model']}, folds {' '.join(map(str, result['folds']))}: {result['cases']} cases", "",
+    shift = result.get("off_centre")
+    lines = [f"{result['model']}, folds {' '.join(map(str, result['folds']))}: {result['cases']} cases"
+             + (f", padded by {shift:g} x the width on one side (off-centre)" if shift else ""), "",
              "| post-processing | chosen by | nnU-Net Dice on its reference, before → after | dense Dice "
              + "".join(f"| {c} " for c in classes) + "|",
              "|---|---|---|---" + "|---" * len(classes) + "|"]
@@ -193,7 +245,12 @@ def main(argv=None) -> dict:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         if args.workdir and work.exists() and any(work.iterdir()):
             raise SystemExit(f"--workdir {work} is not empty: give a new or empty folder")
+        trained = model
+        if args.off_centre:
+            model, scribbles, dense = off_centre_copy(model, args.folds, scribbles, dense, work / "off_centre",
+                                                      args.off_centre)
         result = compare(model, args.folds, scribbles, dense, work, args.np, args.beyond_mm)
+        result.update(model=str(trained), off_centre=args.off_centre)
     print_and_save(to_markdown(result), result, args.output)
     return result
 

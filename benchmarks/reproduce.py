@@ -18,7 +18,8 @@ running the same command again:
                  mscmr_zero_border models (trains them first where they are missing)
     postprocessing  the post-processing nnU-Net chooses on the scribbles (nnUNetv2_find_best_configuration) vs on
                  the dense labels, for the ACDC models of the scribble trainers (trains them where they are missing),
-                 after the reach of the dense foreground from the scribbles (beyond_distance.py)
+                 after the reach of the dense foreground from the scribbles (beyond_distance.py); each model
+                 again with its images padded to put the heart off the centre (--off_centre 1)
 
 Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them when they are not set):
 
@@ -30,7 +31,7 @@ run-to-run noise (the tables give the spread between runs). Running times on 2 C
 ``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2.5 h,
 ``mscmr_zero_border`` about 3.3 h per run (PCLMix alone 1 h), ``robustness`` about 15 h, ``cost`` 20 min,
 ``cpl_targets`` 2 min, ``coverage`` 5 min, ``term_gradients`` 5 min once its models exist, ``postprocessing``
-about 3 min per trainer and fold once the ``acdc`` models exist. With a GPU pass ``-device cuda`` (and
+about 5 min per trainer and fold once the ``acdc`` models exist. With a GPU pass ``-device cuda`` (and
 ``--preset paper`` for nnU-Net's full schedule). ``--folds 1 2`` or ``--folds all`` trains the ``acdc``,
 ``robustness`` and ``postprocessing`` targets on other folds of ACDC's 5-fold patient split (one results folder
 per fold; the tables are fold 0); ``acdc`` with several folds ends with ``cross_validation.py``, the table over
@@ -354,12 +355,15 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
         for f in args.folds]
     for trainer in trainers:
         model = Path(env["nnUNet_results"]) / "Dataset027_ACDCScribble" / f"{trainer}__{plans}__2d"
-        result = base / trainer
-        steps.append(Step(
-            f"{trainer}: nnU-Net's post-processing chosen on scribbles vs dense labels, folds {' '.join(folds)}",
-            [sys.executable, str(REPO / "benchmarks" / "postprocessing_choice.py"), str(model), "--folds",
-             *map(str, args.folds), "-o", str(result)],
-            done=lambda result=result: result.with_suffix(".md").is_file()))
+        # as trained, then with every image padded by its width on one side: the heart off the centre
+        for extra, name, what in (([], trainer, "scribbles vs dense labels"),
+                                  (["--off_centre", "1"], f"{trainer}_off_centre", "the heart moved off the centre")):
+            result = base / name
+            steps.append(Step(
+                f"{trainer}: nnU-Net's post-processing chosen on {what}, folds {' '.join(folds)}",
+                [sys.executable, str(REPO / "benchmarks" / "postprocessing_choice.py"), str(model), "--folds",
+                 *map(str, args.folds), *extra, "-o", str(result)],
+                done=lambda result=result: (result.parent / f"{result.name}.md").is_file()))
     return steps
 
 

@@ -349,13 +349,18 @@ def write_tables(rows: list[dict], out_dir: Path, header: str) -> tuple[Path, Pa
 
 
 def print_and_save(table: str, result: dict, output: str | os.PathLike | None) -> None:
-    """Print a benchmark's Markdown ``table``; with ``output``, also write ``<output>.md`` and ``<output>.json``."""
+    """Print a benchmark's Markdown ``table``; with ``output``, also write ``<output>.md`` and ``<output>.json``.
+
+    The suffixes are appended to the whole name (``off1.0_MedCL`` -> ``off1.0_MedCL.md``), not put in place of a
+    dotted part of it; a given ``.md`` or ``.json`` ending is dropped first.
+    """
     print(table, end="")
     if output:
         out = Path(output)
+        stem = out.name[:-len(out.suffix)] if out.suffix in (".md", ".json") else out.name
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.with_suffix(".md").write_text(table)
-        out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        (out.parent / f"{stem}.md").write_text(table)
+        (out.parent / f"{stem}.json").write_text(json.dumps(result, indent=1))
 
 
 def plot_results(results: Sequence[TrainerResult], png: Path) -> Path:

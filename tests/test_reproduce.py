@@ -199,10 +199,12 @@ def test_postprocessing_target_reuses_the_acdc_models_and_compares_per_trainer(f
     assert [t[t.index("-f") + 1] for t in (train1, train2)] == ["1", "2"]
     assert train1[train1.index("--output") + 1] == str(base / "fold1")   # not the acdc table's folder
     assert "--reuse" in train1 and train1[train1.index("--repeats") + 1] == "1"
-    assert len(choices) == 2 and all(c[1].endswith("postprocessing_choice.py") for c in choices)
+    assert len(choices) == 4 and all(c[1].endswith("postprocessing_choice.py") for c in choices)
     model = folders / "nnUNet_results" / "Dataset027_ACDCScribble" / "nnUNetTrainerMaCo__nnUNetPlans_cpu__2d"
-    assert choices[1][2:] == [str(model), "--folds", "1", "2", "-o", str(base / "nnUNetTrainerMaCo")]
+    assert choices[2][2:] == [str(model), "--folds", "1", "2", "-o", str(base / "nnUNetTrainerMaCo")]
+    assert choices[3][2:] == [str(model), "--folds", "1", "2", "--off_centre", "1", "-o",
+                              str(base / "nnUNetTrainerMaCo_off_centre")]
     base.mkdir(parents=True)
     (base / "nnUNetTrainerMaCo.md").write_text("done")
     steps = rp.steps_for(rp.parse_args(argv), rp.nnunet_folders(rp.parse_args(argv)))
-    assert [s.done() for s in steps[-2:]] == [False, True]   # a finished comparison is skipped
+    assert [s.done() for s in steps[-3:]] == [False, True, False]   # a finished comparison is skipped

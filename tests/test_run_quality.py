@@ -1,4 +1,5 @@
-"""benchmarks/run_quality.py --reuse: a reused model keeps the training time measured when it was trained."""
+"""benchmarks/run_quality.py --reuse (a reused model keeps the training time measured when it was trained) and the
+shared table writer of nnunet_scribble.benchmarking."""
 from __future__ import annotations
 
 import json
@@ -84,3 +85,17 @@ def test_reused_model_trained_before_a_default_changed_is_reported(tmp_path):
     # not one of this package's trainers, or no readable checkpoint
     assert rq._reused_model_differences({"network_weights": {}}, "nnUNetTrainerMaCo", schedule) == {}
     assert rq._reused_model_differences(None, "nnUNetTrainerMaCo", schedule) == {}
+
+
+def test_print_and_save_appends_the_suffixes_to_a_dotted_name(tmp_path, capsys):
+    from nnunet_scribble.benchmarking import print_and_save
+
+    print_and_save("| a |\n", {"x": 1}, tmp_path / "off1.0_MedCL")
+    print_and_save("| b |\n", {"x": 2}, tmp_path / "off0.5_MedCL")
+    print_and_save("| c |\n", {"x": 3}, tmp_path / "sub" / "plain.md")
+    assert capsys.readouterr().out == "| a |\n| b |\n| c |\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["off0.5_MedCL.json", "off0.5_MedCL.md", "off1.0_MedCL.json",
+                                                          "off1.0_MedCL.md", "sub"]
+    assert (tmp_path / "off1.0_MedCL.md").read_text() == "| a |\n"
+    assert json.loads((tmp_path / "off0.5_MedCL.json").read_text()) == {"x": 2}
+    assert sorted(p.name for p in (tmp_path / "sub").iterdir()) == ["plain.json", "plain.md"]

@@ -122,3 +122,31 @@ def test_merge_errors_name_the_fold_and_the_case(tmp_path):
         merge_validation(model, [0, 1], tmp_path / "m2", ".nii.gz")
     with pytest.raises(SystemExit, match="is not a trained model folder"):
         pc.main([str(tmp_path)])
+
+
+def test_off_centre_pads_one_side_and_moves_the_centre_onto_the_organ(tmp_path, monkeypatch, capsys):
+    pc = load_benchmark("postprocessing_choice")
+    model, scribbles, dense = _model(tmp_path, False)
+    padded, pad_scr, pad_dense = pc.off_centre_copy(model, [0, 1], scribbles, dense, tmp_path / "pad", 1.0)
+    assert (padded / "plans.json").is_file() and (padded / "dataset.json").is_file()
+    pred = sitk.GetArrayFromImage(sitk.ReadImage(str(padded / "fold_0" / "validation" / "c1.nii.gz")))[0]
+    scr = sitk.GetArrayFromImage(sitk.ReadImage(str(pad_scr / "c1.nii.gz")))[0]
+    ref = sitk.GetArrayFromImage(sitk.ReadImage(str(pad_dense / "c2.nii.gz")))[0]
+    assert pred.shape == scr.shape == ref.shape == (12, 24)
+    assert (pred[:, :12] == 0).all() and pred[1, 13] == 1 and pred[9, 14] == 1   # organ and island moved 12 right
+    assert (scr[:, :12] == 3).all() and scr[1, 13] == 1 and (ref[:, :12] == 0).all() and ref[1, 15] == 2
+    # the centre (5.5, 11.5) is now 4.7 voxels from the organ's centroid (1.5, 14) and 5.0 from the island's (9, 15):
+    # keeping the central component in every case is now perfect (unpadded: A 0.5, B 0.5, see above)
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    result = pc.main([str(model), "--folds", "0", "1", "--scribbles", str(scribbles), "--dense", str(dense),
+                      "--beyond_mm", "5", "--off_centre", "1"])
+    assert result["rows"][6]["post-processing"] == "central foreground component"
+    assert result["rows"][6]["per class"] == pytest.approx({"A": 1.0, "B": 1.0})
+    assert result["rows"][3]["post-processing"] == "largest foreground component"   # equal: the first one stays
+    assert result["model"] == str(model) and result["off_centre"] == 1.0
+    assert "padded by 1 x the width on one side (off-centre)" in capsys.readouterr().out
+    with pytest.raises(ValueError, match="--off_centre must be positive, got -1"):
+        pc.off_centre_copy(model, [0], scribbles, dense, tmp_path / "pad2", -1)
+    (scribbles / "c2.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="scribbles/c2.nii.gz not found: expected the reference of c2"):
+        pc.off_centre_copy(model, [1], scribbles, dense, tmp_path / "pad3", 0.5)
