@@ -337,6 +337,8 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
 
     The models are the ``acdc`` target's run 0 (same nnU-Net folders and plans), so after ``acdc`` nothing trains.
     """
+    from nnunet_scribble import benchmarking as bm
+
     trainers = args.trainers or SCRIBBLE_TRAINERS
     folds = "".join(map(str, args.folds))
     plans = preset_plans_name(args)
@@ -348,7 +350,7 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
         "how far the dense foreground reaches from the scribbles (--beyond_mm)",
         [sys.executable, str(REPO / "benchmarks" / "beyond_distance.py"),
          str(Path(env["nnUNet_raw"]) / "Dataset027_ACDCScribble"), "--sizes", "3", "5", "10", "20", "-o", str(reach)],
-        done=lambda: reach.with_suffix(".md").is_file())] + [Step(
+        done=lambda: bm.saved_table(reach).is_file())] + [Step(
         f"fold {f}: train (or reuse) and score {len(trainers)} scribble trainers",
         [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f),
          *common, "--repeats", "1", "--reuse", "--output", str(base / f"fold{f}"), "-tr", *trainers])
@@ -363,7 +365,7 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
                 f"{trainer}: nnU-Net's post-processing chosen on {what}, folds {' '.join(folds)}",
                 [sys.executable, str(REPO / "benchmarks" / "postprocessing_choice.py"), str(model), "--folds",
                  *map(str, args.folds), *extra, "-o", str(result)],
-                done=lambda result=result: (result.parent / f"{result.name}.md").is_file()))
+                done=lambda result=result: bm.saved_table(result).is_file()))
     return steps
 
 

@@ -348,19 +348,26 @@ def write_tables(rows: list[dict], out_dir: Path, header: str) -> tuple[Path, Pa
     return out_dir / "results.csv", out_dir / "results.md"
 
 
-def print_and_save(table: str, result: dict, output: str | os.PathLike | None) -> None:
-    """Print a benchmark's Markdown ``table``; with ``output``, also write ``<output>.md`` and ``<output>.json``.
+def saved_table(output: str | os.PathLike) -> Path:
+    """The Markdown file :func:`print_and_save` writes for ``output`` (its JSON twin: ``.with_suffix(".json")``).
 
-    The suffixes are appended to the whole name (``off1.0_MedCL`` -> ``off1.0_MedCL.md``), not put in place of a
+    The suffix is appended to the whole name (``off1.0_MedCL`` -> ``off1.0_MedCL.md``), not put in place of a
     dotted part of it; a given ``.md`` or ``.json`` ending is dropped first.
     """
+    out = Path(output)
+    stem = out.name[:-len(out.suffix)] if out.suffix in (".md", ".json") else out.name
+    return out.parent / f"{stem}.md"
+
+
+def print_and_save(table: str, result: dict, output: str | os.PathLike | None) -> None:
+    """Print a benchmark's Markdown ``table``; with ``output``, also write it and ``result`` (JSON) to
+    :func:`saved_table`'s ``<output>.md`` and ``<output>.json``."""
     print(table, end="")
     if output:
-        out = Path(output)
-        stem = out.name[:-len(out.suffix)] if out.suffix in (".md", ".json") else out.name
-        out.parent.mkdir(parents=True, exist_ok=True)
-        (out.parent / f"{stem}.md").write_text(table)
-        (out.parent / f"{stem}.json").write_text(json.dumps(result, indent=1))
+        md = saved_table(output)
+        md.parent.mkdir(parents=True, exist_ok=True)
+        md.write_text(table)
+        md.with_suffix(".json").write_text(json.dumps(result, indent=1))
 
 
 def plot_results(results: Sequence[TrainerResult], png: Path) -> Path:
