@@ -24,7 +24,8 @@ dense labels (the choice dense training labels would give, an oracle). Then it s
                             10 % of the largest's size) in every case
 
 It prints one Markdown table (post-processing, who chose it, the foreground-mean score it was chosen by before and
-after, mean dense Dice ± sd over cases and per class) and whether the scribble choices agree with the dense one.
+after, mean dense Dice and HD95 ± sd over cases, Dice per class) and whether the scribble choices agree with the
+dense one.
 Example (ACDC fold 1 of ``benchmarks/README.md``; give every trained fold to score a whole cross-validation):
 
     python benchmarks/postprocessing_choice.py \\
@@ -206,6 +207,7 @@ def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: P
         summary = evaluate_folder(dense, row.pop("folder"), labels=fg, file_ending=ending, cases=cases,
                                   num_processes=num_processes)
         row["dense Dice"] = (summary["mean"]["Dice"]["mean"], summary["mean"]["Dice"]["std"])
+        row["dense HD95"] = (summary["mean"]["HD95"]["mean"], summary["mean"]["HD95"]["std"])
         row["per class"] = {c: summary["per_class"][c]["Dice"]["mean"] for c in fg}
     return {"model": str(model), "folds": folds, "cases": len(cases), "rows": rows,
             "agree": rows[1]["post-processing"] == rows[4]["post-processing"],
@@ -218,13 +220,15 @@ def to_markdown(result: dict) -> str:
     lines = [f"{result['model']}, folds {' '.join(map(str, result['folds']))}: {result['cases']} cases"
              + (f", padded by {shift:g} x the width on one side (off-centre)" if shift else ""), "",
              "| post-processing | chosen by | nnU-Net Dice on its reference, before → after | dense Dice "
-             + "".join(f"| {c} " for c in classes) + "|",
-             "|---|---|---|---" + "|---" * len(classes) + "|"]
+             "| dense HD95 (mm) " + "".join(f"| {c} Dice " for c in classes) + "|",
+             "|---|---|---|---|---" + "|---" * len(classes) + "|"]
     for row in result["rows"]:
         before = row.get("nnU-Net Dice before")
         nn = f"{100 * before:.1f} → {100 * row['nnU-Net Dice after']:.1f}" if before is not None else ""
         mean, sd = row["dense Dice"]
+        hd_mean, hd_sd = row["dense HD95"]
         lines.append(f"| {row['post-processing']} | {row['chosen by']} | {nn} | {100 * mean:.1f} ± {100 * sd:.1f} "
+                     f"| {hd_mean:.1f} ± {hd_sd:.1f} "
                      + "".join(f"| {100 * row['per class'][c]:.1f} " for c in classes) + "|")
     verdict = {True: "agrees with", False: "differs from"}
     lines += ["", f"nnU-Net's choice on the scribbles {verdict[result['agree']]} its choice on the dense labels; "

@@ -87,8 +87,15 @@ def test_the_scribble_choice_sees_an_island_only_where_a_background_scribble_lie
     assert beyond["nnU-Net Dice after"] == pytest.approx(1.0)
     assert beyond["post-processing"] == "largest foreground component" and result["agree_beyond"]
     assert beyond["dense Dice"] == pytest.approx((1.0, 0.0))
+    # HD95 of c1's A (medpy: 95th percentile of the pooled surface distances): the 8 organ surface distances are 0,
+    # the island's voxels (9, 2), (9, 3), (9, 4) lie 7, sqrt(50), sqrt(53) from the nearest A voxel; the 95th
+    # percentile of these 11 values falls halfway between sqrt(50) and sqrt(53). B and c2: 0
+    hd_a = (np.sqrt(50) + np.sqrt(53)) / 2
+    assert none["dense HD95"] == pytest.approx((hd_a / 4, hd_a / 4))
+    assert rows["always"]["dense HD95"] == pytest.approx((0.0, 0.0))
     table = pc.to_markdown(result)
-    assert "| none | - |  | 93.2 ± 6.8 | 86.4 | 100.0 |" in table
+    assert "| none | - |  | 93.2 ± 6.8 | 1.8 ± 1.8 | 86.4 | 100.0 |" in table
+    assert "| dense Dice | dense HD95 (mm) | A Dice | B Dice |" in table
     assert table.rstrip().endswith("scribbles " + ("agrees with" if on_scribble else "differs from") + " its choice "
                                    "on the dense labels; with the background beyond the distance it agrees with it")
     assert not (model / "fold_0" / "validation" / "postprocessing.pkl").exists()   # the model folder is untouched
