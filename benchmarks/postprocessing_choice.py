@@ -36,6 +36,14 @@ removed at the end), so nothing in the model folder is changed; nnU-Net's rule i
 when it raises the foreground-mean Dice and lowers no class's Dice, nnunetv2/postprocessing/
 remove_connected_components.py).
 
+``--steps`` adds a second table: why the default choice (scribbles + background, + central component) keeps or
+rejects each candidate, class by class: the mean over cases of the estimate and of its two parts (recall on the
+class's scribbles, precision against the voxels known not to be the class), the dense Dice, and the class's voxels the
+candidate removes, split into those scribbled as the class, those of the class in the dense labels and those known not
+to be the class (annotated otherwise, or beyond ``--beyond_mm``). A per-class step removes pieces of the true class
+that are disconnected from its largest component (recall can fall) along with false islands, which the estimate sees
+only where they reach annotated voxels (precision rises less than the dense Dice).
+
 ``--off_centre F`` first pads every merged prediction, scribble and dense label with F times its width of background
 (ignore for the scribbles) on the low side of its last axis, so the target no longer lies at the array centre (F = 1:
 an ACDC heart lies at three quarters of the width): a stress test of the central candidate, which the estimate
@@ -73,6 +81,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--off_centre", type=float, default=0.0, metavar="F",
                    help="pad every case with F x its width of background on one side first, moving the target off "
                         "the centre (a stress test of the central candidate; default 0: as trained)")
+    p.add_argument("--steps", action="store_true",
+                   help="also explain the default choice candidate by candidate and class by class (second table)")
     p.add_argument("-o", "--output", default=None, help="also write the table (.md) and the numbers (.json) here")
     return p.parse_args(argv)
 
@@ -165,9 +175,86 @@ def apply(predictions: Path, out: Path, model: Path, fns: list, kwargs: list, nu
     return out
 
 
+def _step_stats(seg: np.ndarray, ref: np.ndarray, dense: np.ndarray, label: int, ignore: int) -> dict:
+    """One case's estimate, its recall and precision, and dense Dice of ``label`` (None / nan where undefined)."""
+    parts = pp.scribble_recall_precision(seg, ref, label, ignore)
+    pred_c, dense_c = seg == label, dense == label
+    total = int(pred_c.sum()) + int(dense_c.sum())
+    return {"estimate": pp.scribble_dice(seg, ref, [label], ignore).get(label),
+            "recall": parts[0] if parts else None, "precision": parts[1] if parts else None,
+            "dense Dice": 2 * int((pred_c & dense_c).sum()) / total if total else float("nan")}
+
+
+def step_by_step(model: Path, merged: Path, cases: list[str], scribbles: Path, dense: Path, work: Path,
+                 beyond_mm: float = pp.DEFAULT_BEYOND_MM, central: bool = True) -> list[dict]:
+    """Why ``nnunet_scribble_determine_postprocessing`` keeps or rejects each candidate, class by class.
+
+    Tries the same candidates with the same rule (``choose_steps``) on the same estimate, and records per candidate
+    and class the means over cases of the estimate, its recall and precision (over the cases that annotate the
+    class) and the dense Dice (over the cases where the class is predicted or present), before and after the
+    candidate, and the class's voxels it removes (sums over cases). The estimate is the mean of per-case F1 scores,
+    not the F1 of the mean recall and precision beside it. Reads every case from disk once per candidate.
+
+    Returns:
+        One row per candidate and class (a per-class candidate: its class only), in the order tried.
+    """
+    from nnunetv2.postprocessing.remove_connected_components import apply_postprocessing
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    dataset_json = json.loads((model / "dataset.json").read_text())
+    labels, ending = dataset_json["labels"], dataset_json["file_ending"]
+    fg, ignore = foreground_labels(labels), labels["ignore"]
+    rw = PlansManager(json.loads((model / "plans.json").read_text())).image_reader_writer_class()
+    refs = pp.write_background_beyond(scribbles, work / "background_beyond", cases, rw, ending, beyond_mm, ignore)
+    calls: list[dict] = []
+
+    def score(chain: list) -> dict[int, float]:
+        base, step = chain[:-1], chain[-1:]
+        per = {c: {"before": [], "after": [], "removed": np.zeros(4, np.int64)} for c in fg.values()}
+        for case in cases:
+            pred = rw.read_seg(str(merged / f"{case}{ending}"))[0][0]
+            ref = rw.read_seg(str(refs / f"{case}{ending}"))[0][0]
+            den = rw.read_seg(str(dense / f"{case}{ending}"))[0][0]
+            a = apply_postprocessing(pred, [f for f, _ in base], [k for _, k in base])
+            b = apply_postprocessing(a, [f for f, _ in step], [k for _, k in step])
+            for c, acc in per.items():
+                acc["before"].append(_step_stats(a, ref, den, c, ignore))
+                acc["after"].append(_step_stats(b, ref, den, c, ignore))
+                gone = (a == c) & (b != c)
+                acc["removed"] += [int(gone.sum()), int((gone & (ref == c)).sum()), int((gone & (den == c)).sum()),
+                                   int((gone & (ref != ignore) & (ref != c)).sum())]
+
+        def mean(stats: list[dict], key: str) -> float | None:
+            values = [s[key] for s in stats if s[key] is not None and not np.isnan(s[key])]
+            return float(np.mean(values)) if values else None
+
+        summary = {c: {key: (mean(acc["before"], key), mean(acc["after"], key))
+                       for key in ("estimate", "recall", "precision", "dense Dice")} | {"removed": acc["removed"]}
+                   for c, acc in per.items()}
+        calls.append({"after": describe([f for f, _ in base], [k for _, k in base], labels), "classes": summary})
+        return {c: v["estimate"][1] for c, v in summary.items() if v["estimate"][1] is not None}
+
+    _, _, _, candidates = pp.choose_steps(score, list(fg.values()), central)
+    names = {v: k for k, v in fg.items()}
+    rows = []
+    for candidate, call in zip(candidates, calls[1:]):
+        step = candidate["step"][0]
+        only = int(step.rsplit(" ", 1)[1]) if step.startswith("largest component of ") else None
+        for c, stats in call["classes"].items():
+            if only is not None and c != only:
+                continue
+            removed, scribbled, true, known = (int(n) for n in stats["removed"])
+            rows.append({"candidate": f"largest {names[c]} component" if only is not None else step,
+                         "after": call["after"], "kept": candidate["kept"], "class": names[c],
+                         **{key: stats[key] for key in ("estimate", "recall", "precision", "dense Dice")},
+                         "removed": removed, "scribbled as the class": scribbled, "the class in the dense labels": true,
+                         "known not the class": known})
+    return rows
+
+
 def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: Path, num_processes: int = 1,
-            beyond_mm: float = pp.DEFAULT_BEYOND_MM) -> dict:
-    """The five rows of the table (see the module docstring) as a dict."""
+            beyond_mm: float = pp.DEFAULT_BEYOND_MM, steps: bool = False) -> dict:
+    """The rows of the table (see the module docstring) as a dict; with ``steps`` also :func:`step_by_step`'s."""
     from nnunetv2.postprocessing import remove_connected_components as rcc
 
     dataset_json = json.loads((model / "dataset.json").read_text())
@@ -209,9 +296,13 @@ def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: P
         row["dense Dice"] = (summary["mean"]["Dice"]["mean"], summary["mean"]["Dice"]["std"])
         row["dense HD95"] = (summary["mean"]["HD95"]["mean"], summary["mean"]["HD95"]["std"])
         row["per class"] = {c: summary["per_class"][c]["Dice"]["mean"] for c in fg}
-    return {"model": str(model), "folds": folds, "cases": len(cases), "rows": rows,
-            "agree": rows[1]["post-processing"] == rows[4]["post-processing"],
-            "agree_beyond": rows[2]["post-processing"] == rows[4]["post-processing"]}
+    result = {"model": str(model), "folds": folds, "cases": len(cases), "rows": rows,
+              "agree": rows[1]["post-processing"] == rows[4]["post-processing"],
+              "agree_beyond": rows[2]["post-processing"] == rows[4]["post-processing"]}
+    if steps:
+        result["beyond_mm"] = beyond_mm
+        result["steps"] = step_by_step(model, merged, cases, scribbles, dense, work, beyond_mm)
+    return result
 
 
 def to_markdown(result: dict) -> str:
@@ -233,6 +324,21 @@ def to_markdown(result: dict) -> str:
     verdict = {True: "agrees with", False: "differs from"}
     lines += ["", f"nnU-Net's choice on the scribbles {verdict[result['agree']]} its choice on the dense labels; "
               f"with the background beyond the distance it {verdict[result['agree_beyond']]} it"]
+    if result.get("steps"):
+        lines += ["", f"Step by step (scribbles + background beyond {result['beyond_mm']:g} mm, + central component; "
+                  "means over cases before → after the candidate, in %; voxels: sums over cases):", "",
+                  "| candidate | after | kept | class | estimate | scribble recall | precision on known voxels "
+                  "| dense Dice | class voxels removed | scribbled as the class | the class in the dense labels "
+                  "| known not the class |", "|---" * 12 + "|"]
+
+        def pair(values, digits: int = 1) -> str:
+            return " → ".join("-" if v is None else f"{100 * v:.{digits}f}" for v in values)
+
+        for r in result["steps"]:
+            lines.append(f"| {r['candidate']} | {r['after']} | {'yes' if r['kept'] else 'no'} | {r['class']} "
+                         f"| {pair(r['estimate'], 2)} | {pair(r['recall'])} | {pair(r['precision'])} "
+                         f"| {pair(r['dense Dice'])} | {r['removed']:,} | {r['scribbled as the class']:,} "
+                         f"| {r['the class in the dense labels']:,} | {r['known not the class']:,} |")
     return "\n".join(lines) + "\n"
 
 
@@ -253,7 +359,7 @@ def main(argv=None) -> dict:
         if args.off_centre:
             model, scribbles, dense = off_centre_copy(model, args.folds, scribbles, dense, work / "off_centre",
                                                       args.off_centre)
-        result = compare(model, args.folds, scribbles, dense, work, args.np, args.beyond_mm)
+        result = compare(model, args.folds, scribbles, dense, work, args.np, args.beyond_mm, args.steps)
         result.update(model=str(trained), off_centre=args.off_centre)
     print_and_save(to_markdown(result), result, args.output)
     return result

@@ -156,6 +156,28 @@ def _auto_beyond_mm(model: Path, dataset: str, scribbles: Path, dense: str | Non
     return s["beyond_mm"]
 
 
+def _candidate_report(out: Path) -> str:
+    """Each candidate's estimated Dice per class and whether it was kept, from ``out/postprocessing.json``."""
+    import json
+
+    info = json.loads((out / "postprocessing.json").read_text())
+    names = {str(v): k for k, v in json.loads((out / "dataset.json").read_text())["labels"].items()}
+
+    def scores(values: dict) -> str:
+        return ", ".join(f"{names.get(c, c)} {v:.4f}" for c, v in values.items()) + \
+            f" (mean {sum(values.values()) / max(len(values), 1):.4f})"
+
+    lines = [f"Estimated Dice (scribbles + background beyond {info['beyond_mm']:g} mm), "
+             f"{info['cases']} case{'s' * (info['cases'] != 1)}, before post-processing: "
+             f"{scores(info['scores_before'])}"]
+    for candidate in info["candidates"]:
+        step = candidate["step"][0]
+        if step.startswith("largest component of "):
+            step = f"largest {names.get(step.rsplit(' ', 1)[1], step)} component"
+        lines.append(f"  {step}: {scores(candidate['scores'])}: {'kept' if candidate['kept'] else 'rejected'}")
+    return "\n".join(lines)
+
+
 def determine_postprocessing_main(argv: Sequence[str] | None = None) -> None:
     """Run the ``nnunet_scribble_determine_postprocessing`` command.
 
@@ -188,6 +210,7 @@ def determine_postprocessing_main(argv: Sequence[str] | None = None) -> None:
                                                central=args.candidates == "all")
     except (FileNotFoundError, ValueError, RuntimeError) as e:
         parser.exit(2, f"nnunet_scribble_determine_postprocessing: error: {e}\n")
+    print(_candidate_report(out))
     steps = ", ".join(f"{fn.__name__}({kw})" for fn, kw in zip(fns, kwargs)) or "none"
     print(f"\nChosen post-processing: {steps}\nWrote {out / 'postprocessing.pkl'}; apply it to predictions with\n"
           f"nnUNetv2_apply_postprocessing -i OUTPUT_FOLDER -o OUTPUT_FOLDER_PP -pp_pkl_file "

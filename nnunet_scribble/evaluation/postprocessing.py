@@ -26,7 +26,7 @@ import os
 import pickle
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -238,6 +238,25 @@ def merge_validation(model: str | os.PathLike, folds: Sequence[int], out: str | 
     return cases
 
 
+def scribble_recall_precision(prediction: np.ndarray, reference: np.ndarray, label: int,
+                              ignore_label: int) -> tuple[float, float] | None:
+    """The two parts of :func:`scribble_dice` for one class: scribble recall and known-negative precision.
+
+    Returns:
+        ``(recall, precision)``, precision 0 where the class is not predicted; None where ``reference`` does not
+        annotate ``label``.
+    """
+    ref_c = reference == label
+    n_ref = int(ref_c.sum())
+    if n_ref == 0:
+        return None
+    pred_c = prediction == label
+    n_pred = int(pred_c.sum())
+    recall = int((pred_c & ref_c).sum()) / n_ref
+    precision = 1.0 - int((pred_c & (reference != ignore_label) & ~ref_c).sum()) / n_pred if n_pred else 0.0
+    return recall, precision
+
+
 def scribble_dice(prediction: np.ndarray, reference: np.ndarray, labels: Sequence[int],
                   ignore_label: int) -> dict[int, float]:
     """Each class's Dice estimated from a sparse reference: F1 of scribble recall and known-negative precision.
@@ -250,18 +269,12 @@ def scribble_dice(prediction: np.ndarray, reference: np.ndarray, labels: Sequenc
     Returns:
         ``{c: estimate}`` for every ``c`` in ``labels`` that ``reference`` annotates (others are left out).
     """
-    annotated = reference != ignore_label
     out = {}
     for c in labels:
-        ref_c = reference == c
-        n_ref = int(ref_c.sum())
-        if n_ref == 0:
-            continue
-        pred_c = prediction == c
-        n_pred = int(pred_c.sum())
-        recall = int((pred_c & ref_c).sum()) / n_ref
-        precision = 1.0 - int((pred_c & annotated & ~ref_c).sum()) / n_pred if n_pred else 0.0
-        out[c] = 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
+        parts = scribble_recall_precision(prediction, reference, c, ignore_label)
+        if parts is not None:
+            recall, precision = parts
+            out[c] = 0.0 if recall + precision == 0 else 2 * recall * precision / (recall + precision)
     return out
 
 
@@ -322,6 +335,54 @@ def _scores(predictions: Path, references: Path, cases: Sequence[str], ending: s
     return {c: float(np.mean(v)) for c, v in per_class.items() if v}
 
 
+def choose_steps(score: Callable[[list], dict[int, float]], labels: Sequence[int],
+                 central: bool = True) -> tuple[list, dict, dict, list[dict]]:
+    """Try nnU-Net's post-processing candidates in nnU-Net's order and keep each by nnU-Net's rule.
+
+    As ``determine_postprocessing`` in nnunetv2/postprocessing/remove_connected_components.py: first "keep only the
+    largest foreground component", kept if it raises the mean over classes and lowers no class; then, for each class
+    in turn and after the steps kept so far, "keep only the largest component of the class", kept if it raises that
+    class's score (a tie is rejected). With ``central`` (deviation from nnU-Net), :func:`keep_central_component`
+    competes with the largest foreground component under the same rule, and the one with the higher mean is kept
+    where both qualify.
+
+    Args:
+        score: maps a list of ``(function, kwargs)`` steps to each class's score after applying them; called once
+            with no steps, then once per candidate with the steps kept so far plus the candidate, in that order.
+        labels: the foreground classes.
+        central: also try :func:`keep_central_component`.
+
+    Returns:
+        The kept steps, the scores before and after them, and one record per candidate in the order tried
+        (``{"step": [name], "scores": scores after it, "kept": bool}``; ``postprocessing.json`` lists them).
+    """
+    from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
+
+    steps: list = []
+    before = best = score(steps)
+    fg_steps = [("largest foreground component",
+                 (remove_all_but_largest_component_from_segmentation, {"labels_or_regions": list(labels)}))]
+    if central:
+        fg_steps.append(("central foreground component", (keep_central_component, {"labels": list(labels)})))
+    candidates = []
+    for name, fg_step in fg_steps:
+        trial = score([fg_step])
+        candidates.append({"step": [name], "scores": trial})
+        if np.mean(list(trial.values())) > np.mean(list(best.values())) and all(trial[c] >= before[c] for c in before):
+            steps, best = [fg_step], trial
+    for record, (_, fg_step) in zip(candidates, fg_steps):
+        record["kept"] = bool(steps) and steps[0] is fg_step
+    if len(labels) > 1:
+        for c in labels:
+            step = (remove_all_but_largest_component_from_segmentation, {"labels_or_regions": c})
+            trial = score(steps + [step])
+            kept = c in trial and trial[c] > best.get(c, -1.0)
+            candidates.append({"step": [f"largest component of {c}"], "scores": trial, "kept": kept})
+            if kept:
+                steps, best = steps + [step], trial
+    return steps, before, best, candidates
+
+
 def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scribble_folder: str | os.PathLike,
                              out_folder: str | os.PathLike, beyond_mm: float = DEFAULT_BEYOND_MM,
                              central: bool = True) -> tuple[list, list]:
@@ -343,7 +404,6 @@ def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scr
         ValueError: if the dataset declares no ignore label (a dense dataset: use nnU-Net's own choice).
     """
     from batchgenerators.utilities.file_and_folder_operations import load_json, save_json
-    from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     model, out = Path(model), Path(out_folder)
@@ -370,26 +430,7 @@ def determine_postprocessing(model: str | os.PathLike, folds: Sequence[int], scr
             def score(candidate):
                 return _scores(tmp, ref, cases, ending, rw, candidate, labels, ignore)
 
-            steps: list = []
-            before = best = score(steps)
-            fg_steps = [("largest foreground component",
-                         (remove_all_but_largest_component_from_segmentation, {"labels_or_regions": labels}))]
-            if central:
-                fg_steps.append(("central foreground component", (keep_central_component, {"labels": labels})))
-            candidates = []
-            for name, fg_step in fg_steps:
-                trial = score([fg_step])
-                candidates.append({"step": [name], "scores": trial})
-                if np.mean(list(trial.values())) > np.mean(list(best.values())) and \
-                        all(trial[c] >= before[c] for c in before):
-                    steps, best = [fg_step], trial
-            if len(labels) > 1:
-                for c in labels:
-                    step = (remove_all_but_largest_component_from_segmentation, {"labels_or_regions": c})
-                    trial = score(steps + [step])
-                    candidates.append({"step": [f"largest component of {c}"], "scores": trial})
-                    if c in trial and trial[c] > best.get(c, -1.0):
-                        steps, best = steps + [step], trial
+            steps, before, best, candidates = choose_steps(score, labels, central)
         fns, kwargs = [f for f, _ in steps], [k for _, k in steps]
         with open(tmp / "postprocessing.pkl", "wb") as f:
             pickle.dump((fns, kwargs), f)

@@ -137,6 +137,10 @@ def test_cli_finds_the_model_and_the_scribbles_like_nnunet(tmp_path, monkeypatch
     assert f"-dataset_json {pkl.parent / 'dataset.json'}" in printed and (pkl.parent / "dataset.json").is_file()
     assert "Chosen post-processing: remove_all_but_largest_component_from_segmentation({'labels_or_regions': [1]})" \
         in printed
+    # A before: recall 1, precision 4/7 -> 8/11; the largest component removes the island; the central one (the
+    # island, centroid 4.3 voxels from the centre, the organ's 5.7) loses the scribble
+    assert "before post-processing: A 0.7273 (mean 0.7273)\n  largest foreground component: A 1.0000 (mean 1.0000): " \
+        "kept\n  central foreground component: A 0.0000 (mean 0.0000): rejected\n" in printed
     with pytest.raises(SystemExit) as e:
         determine_postprocessing_main(["Dataset999_Tiny", "-c", "2d", "-tr", "nnUNetTrainerScribble", "-f", "0", "1"])
     assert e.value.code == 2
@@ -264,6 +268,10 @@ def test_determine_postprocessing_keeps_the_centred_organ_where_an_island_is_lar
     # before: A recall 1, precision 4/22 -> F1 8/26; B 1. Largest component: the island -> A 0, B 0
     assert info["scores_before"] == pytest.approx({"1": 8 / 26, "2": 1.0})
     assert info["candidates"][0]["scores"] == pytest.approx({"1": 0.0, "2": 0.0})
+    # the largest rejected, the central kept; after it each class's largest component changes nothing: a tie, rejected
+    assert [(c["step"], c["kept"]) for c in info["candidates"]] == [
+        (["largest foreground component"], False), (["central foreground component"], True),
+        (["largest component of 1"], False), (["largest component of 2"], False)]
     assert info["scores_after"] == pytest.approx({"1": 1.0, "2": 1.0})
     with open(tmp_path / "out" / "postprocessing.pkl", "rb") as f:
         loaded_fns, loaded_kwargs = pickle.load(f)

@@ -101,6 +101,46 @@ def test_the_scribble_choice_sees_an_island_only_where_a_background_scribble_lie
     assert not (model / "fold_0" / "validation" / "postprocessing.pkl").exists()   # the model folder is untouched
 
 
+def test_steps_explain_each_candidate_class_by_class(tmp_path, monkeypatch, capsys):
+    pc = load_benchmark("postprocessing_choice")
+    model, scribbles, dense = _model(tmp_path, False)
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    result = pc.main([str(model), "--folds", "0", "1", "--scribbles", str(scribbles), "--dense", str(dense),
+                      "--beyond_mm", "5", "--steps"])
+    rows = [(r["candidate"], r["after"], r["kept"], r["class"]) for r in result["steps"]]
+    assert rows == [("largest foreground component", "none", True, "A"),
+                    ("largest foreground component", "none", True, "B"),
+                    ("central foreground component", "none", False, "A"),
+                    ("central foreground component", "none", False, "B"),
+                    ("largest A component", "largest foreground component", False, "A"),
+                    ("largest B component", "largest foreground component", False, "B")]
+    assert result["rows"][3]["post-processing"] == "largest foreground component"   # the same walk, the same choice
+    largest_a, largest_b, central_a, central_b, class_a, _ = result["steps"]
+    # c1's island (3 A voxels, 8 mm from the scribbles: known background) costs A's precision 3/7 in c1; c2 is perfect
+    assert largest_a["estimate"] == pytest.approx(((8 / 11 + 1) / 2, 1.0))
+    assert largest_a["recall"] == pytest.approx((1.0, 1.0))
+    assert largest_a["precision"] == pytest.approx(((4 / 7 + 1) / 2, 1.0))
+    assert largest_a["dense Dice"] == pytest.approx(((8 / 11 + 1) / 2, 1.0))
+    assert [largest_a[k] for k in ("removed", "scribbled as the class", "the class in the dense labels",
+                                   "known not the class")] == [3, 0, 0, 3]
+    assert largest_b["estimate"] == pytest.approx((1.0, 1.0)) and largest_b["removed"] == 0
+    # the central component is the island: c1 loses the organ (4 A voxels, 1 scribbled; 2 B voxels, 1 scribbled)
+    assert central_a["estimate"] == pytest.approx(((8 / 11 + 1) / 2, 0.5))
+    assert central_a["recall"] == pytest.approx((1.0, 0.5)) and central_a["precision"][1] == pytest.approx(0.5)
+    assert central_a["dense Dice"][1] == pytest.approx(0.5)
+    assert [central_a[k] for k in ("removed", "scribbled as the class", "the class in the dense labels",
+                                   "known not the class")] == [4, 1, 4, 0]
+    assert [central_b[k] for k in ("removed", "scribbled as the class", "the class in the dense labels",
+                                   "known not the class")] == [2, 1, 2, 0]
+    assert central_b["estimate"] == pytest.approx((1.0, 0.5))
+    # after the largest foreground component A has one component: nothing removed, a tie, rejected
+    assert class_a["estimate"] == pytest.approx((1.0, 1.0)) and class_a["removed"] == 0
+    out = capsys.readouterr().out
+    assert "| largest foreground component | none | yes | A | 86.36 → 100.00 | 100.0 → 100.0 | 78.6 → 100.0 " \
+           "| 86.4 → 100.0 | 3 | 0 | 0 | 3 |" in out
+    assert "Step by step (scribbles + background beyond 5 mm, + central component;" in out
+
+
 def test_describe_names_the_steps():
     pc = load_benchmark("postprocessing_choice")
 
