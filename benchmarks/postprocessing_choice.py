@@ -238,8 +238,7 @@ def step_by_step(model: Path, merged: Path, cases: list[str], scribbles: Path, d
     names = {v: k for k, v in fg.items()}
     rows = []
     for candidate, call in zip(candidates, calls[1:]):
-        step = candidate["step"][0]
-        only = int(step.rsplit(" ", 1)[1]) if step.startswith("largest component of ") else None
+        step, only = candidate["step"][0], candidate.get("label")
         for c, stats in call["classes"].items():
             if only is not None and c != only:
                 continue

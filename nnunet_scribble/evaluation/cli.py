@@ -172,8 +172,8 @@ def _candidate_report(out: Path) -> str:
              f"{scores(info['scores_before'])}"]
     for candidate in info["candidates"]:
         step = candidate["step"][0]
-        if step.startswith("largest component of "):
-            step = f"largest {names.get(step.rsplit(' ', 1)[1], step)} component"
+        if "label" in candidate:
+            step = f"largest {names.get(str(candidate['label']), step)} component"
         lines.append(f"  {step}: {scores(candidate['scores'])}: {'kept' if candidate['kept'] else 'rejected'}")
     return "\n".join(lines)
 

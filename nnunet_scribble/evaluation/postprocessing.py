@@ -354,7 +354,8 @@ def choose_steps(score: Callable[[list], dict[int, float]], labels: Sequence[int
 
     Returns:
         The kept steps, the scores before and after them, and one record per candidate in the order tried
-        (``{"step": [name], "scores": scores after it, "kept": bool}``; ``postprocessing.json`` lists them).
+        (``{"step": [name], "scores": scores after it, "kept": bool}``, and ``"label"`` for a per-class candidate;
+        ``postprocessing.json`` lists them).
     """
     from nnunetv2.postprocessing.remove_connected_components import remove_all_but_largest_component_from_segmentation
 
@@ -377,7 +378,7 @@ def choose_steps(score: Callable[[list], dict[int, float]], labels: Sequence[int
             step = (remove_all_but_largest_component_from_segmentation, {"labels_or_regions": c})
             trial = score(steps + [step])
             kept = c in trial and trial[c] > best.get(c, -1.0)
-            candidates.append({"step": [f"largest component of {c}"], "scores": trial, "kept": kept})
+            candidates.append({"step": [f"largest component of {c}"], "label": c, "scores": trial, "kept": kept})
             if kept:
                 steps, best = steps + [step], trial
     return steps, before, best, candidates
