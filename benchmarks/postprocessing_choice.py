@@ -44,6 +44,12 @@ to be the class (annotated otherwise, or beyond ``--beyond_mm``). A per-class st
 that are disconnected from its largest component (recall can fall) along with false islands, which the estimate sees
 only where they reach annotated voxels (precision rises less than the dense Dice).
 
+A model trained on dense labels (the fully supervised upper bound, ``nnUNetTrainerFullySupervised`` on the dense twin
+of the scribble dataset; its ``dataset.json`` declares no ignore label) gets the rows that need no scribbles: none,
+nnU-Net's choice on its own training labels (what ``nnUNetv2_find_best_configuration`` chooses for it; ``--dense``
+defaults to its ``labelsTr``) and the two ``always`` rows, for the "% of full supervision" after post-processing of
+``postprocessing_summary.py``.
+
 ``--off_centre F`` first pads every merged prediction, scribble and dense label with F times its width of background
 (ignore for the scribbles) on the low side of its last axis, so the target no longer lies at the array centre (F = 1:
 an ACDC heart lies at three quarters of the width): a stress test of the central candidate, which the estimate
@@ -72,7 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="folds to merge (default 0-4)")
     p.add_argument("--scribbles", default=None,
                    help="reference nnU-Net chooses on (default: $nnUNet_preprocessed/<dataset>/gt_segmentations)")
-    p.add_argument("--dense", default=None, help="dense labels (default: $nnUNet_raw/<dataset>/labelsTr_dense)")
+    p.add_argument("--dense", default=None, help="dense labels (default: $nnUNet_raw/<dataset>/labelsTr_dense; "
+                                                 "labelsTr for a model trained on dense labels)")
     p.add_argument("--beyond_mm", type=float, default=pp.DEFAULT_BEYOND_MM,
                    help="distance from every foreground scribble beyond which the third choice counts unannotated "
                         "voxels as background (nnunet_scribble_determine_postprocessing; default %(default)s)")
@@ -251,28 +258,34 @@ def step_by_step(model: Path, merged: Path, cases: list[str], scribbles: Path, d
     return rows
 
 
-def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: Path, num_processes: int = 1,
+def compare(model: Path, folds: list[int], scribbles: Path | None, dense: Path, work: Path, num_processes: int = 1,
             beyond_mm: float = pp.DEFAULT_BEYOND_MM, steps: bool = False) -> dict:
-    """The rows of the table (see the module docstring) as a dict; with ``steps`` also :func:`step_by_step`'s."""
+    """The rows of the table (see the module docstring) as a dict; with ``steps`` also :func:`step_by_step`'s.
+
+    ``scribbles`` None: a densely trained model (no ignore label), scored without the rows that need scribbles.
+    """
     from nnunetv2.postprocessing import remove_connected_components as rcc
 
     dataset_json = json.loads((model / "dataset.json").read_text())
     labels, ending = dataset_json["labels"], dataset_json["file_ending"]
     for name, folder in (("scribble", scribbles), ("dense", dense)):
-        if not folder.is_dir():
+        if folder is not None and not folder.is_dir():
             raise FileNotFoundError(f"{folder} not found: expected the {name} reference labels")
     merged = work / "merged"
     cases = pp.merge_validation(model, folds, merged, ending)
     rows = [{"post-processing": "none", "chosen by": "-", "folder": merged}]
     for who, ref, name in (("nnU-Net on scribbles", scribbles, "choice_on_scribbles"),
                            ("nnU-Net on dense labels", dense, "choice_on_dense")):
+        if ref is None:
+            continue
         shutil.copytree(merged, work / name)
         folder, fns, kwargs, info = choose(work / name, ref, model, num_processes)
         rows.append({"post-processing": describe(fns, kwargs, labels), "chosen by": who, "folder": Path(folder),
                      "nnU-Net Dice before": info["input_folder"]["foreground_mean"]["Dice"],
                      "nnU-Net Dice after": info["postprocessed"]["foreground_mean"]["Dice"]})
     for i, (central, name, what) in enumerate(((False, "choice_beyond_nnunet", "nnU-Net's candidates"),
-                                                (True, "choice_beyond", "+ central component"))):
+                                                (True, "choice_beyond", "+ central component"))
+                                               if scribbles is not None else ()):
         fns, kwargs = pp.determine_postprocessing(model, folds, scribbles, work / name, beyond_mm, central)
         info = json.loads((work / name / "postprocessing.json").read_text())
         rows.insert(2 + i, {"post-processing": describe(fns, kwargs, labels),
@@ -295,10 +308,13 @@ def compare(model: Path, folds: list[int], scribbles: Path, dense: Path, work: P
         row["dense Dice"] = (summary["mean"]["Dice"]["mean"], summary["mean"]["Dice"]["std"])
         row["dense HD95"] = (summary["mean"]["HD95"]["mean"], summary["mean"]["HD95"]["std"])
         row["per class"] = {c: summary["per_class"][c]["Dice"]["mean"] for c in fg}
-    result = {"model": str(model), "folds": folds, "cases": len(cases), "rows": rows,
-              "agree": rows[1]["post-processing"] == rows[4]["post-processing"],
-              "agree_beyond": rows[2]["post-processing"] == rows[4]["post-processing"]}
-    if steps:
+    chosen = {row["chosen by"]: row["post-processing"] for row in rows}
+    on_dense = chosen["nnU-Net on dense labels"]
+    default = f"scribbles + background beyond {beyond_mm:g} mm, estimated Dice, "
+    result = {"model": str(model), "folds": folds, "cases": len(cases), "rows": rows, "dense_model": scribbles is None,
+              "agree": None if scribbles is None else chosen["nnU-Net on scribbles"] == on_dense,
+              "agree_beyond": None if scribbles is None else chosen[default + "nnU-Net's candidates"] == on_dense}
+    if steps and scribbles is not None:
         result["beyond_mm"] = beyond_mm
         result["steps"] = step_by_step(model, merged, cases, scribbles, dense, work, beyond_mm)
     return result
@@ -321,8 +337,12 @@ def to_markdown(result: dict) -> str:
                      f"| {hd_mean:.1f} ± {hd_sd:.1f} "
                      + "".join(f"| {100 * row['per class'][c]:.1f} " for c in classes) + "|")
     verdict = {True: "agrees with", False: "differs from"}
-    lines += ["", f"nnU-Net's choice on the scribbles {verdict[result['agree']]} its choice on the dense labels; "
-              f"with the background beyond the distance it {verdict[result['agree_beyond']]} it"]
+    if result.get("dense_model"):
+        lines += ["", "A densely trained model: nnU-Net's choice on the dense labels is its own "
+                  "(nnUNetv2_find_best_configuration's)"]
+    else:
+        lines += ["", f"nnU-Net's choice on the scribbles {verdict[result['agree']]} its choice on the dense labels; "
+                  f"with the background beyond the distance it {verdict[result['agree_beyond']]} it"]
     if result.get("steps"):
         lines += ["", f"Step by step (scribbles + background beyond {result['beyond_mm']:g} mm, + central component; "
                   "means over cases before → after the candidate, in %; voxels: sums over cases):", "",
@@ -347,9 +367,18 @@ def main(argv=None) -> dict:
     if not (model / "plans.json").is_file() or not (model / "dataset.json").is_file():
         raise SystemExit(f"{model} is not a trained model folder: expected plans.json and dataset.json in it")
     dataset = json.loads((model / "plans.json").read_text())["dataset_name"]
-    scribbles = Path(args.scribbles) if args.scribbles else _env_folder("nnUNet_preprocessed", dataset,
-                                                                        "gt_segmentations")
-    dense = Path(args.dense) if args.dense else _env_folder("nnUNet_raw", dataset, "labelsTr_dense")
+    if "ignore" not in json.loads((model / "dataset.json").read_text())["labels"]:
+        given = [o for o, v in (("--scribbles", args.scribbles), ("--steps", args.steps),
+                                ("--off_centre", args.off_centre)) if v]
+        if given:
+            raise SystemExit(f"{model / 'dataset.json'} declares no 'ignore' label: a densely trained model, scored "
+                             f"against its dense labels only; {', '.join(given)} need a scribble-trained model")
+        scribbles = None
+        dense = Path(args.dense) if args.dense else _env_folder("nnUNet_raw", dataset, "labelsTr")
+    else:
+        scribbles = Path(args.scribbles) if args.scribbles else _env_folder("nnUNet_preprocessed", dataset,
+                                                                            "gt_segmentations")
+        dense = Path(args.dense) if args.dense else _env_folder("nnUNet_raw", dataset, "labelsTr_dense")
     with tempfile.TemporaryDirectory(prefix="pp_choice_") as tmp:
         work = Path(args.workdir) if args.workdir else Path(tmp)
         if args.workdir and work.exists() and any(work.iterdir()):

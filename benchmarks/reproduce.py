@@ -19,7 +19,9 @@ running the same command again:
     postprocessing  the post-processing nnU-Net chooses on the scribbles (nnUNetv2_find_best_configuration) vs on
                  the dense labels, for the ACDC models of the scribble trainers (trains them where they are missing),
                  after the reach of the dense foreground from the scribbles (beyond_distance.py); each model
-                 again with its images padded to put the heart off the centre (--off_centre 1)
+                 again with its images padded to put the heart off the centre (--off_centre 1); the upper bound
+                 with nnU-Net's own choice; then every trainer pooled over the folds before and after
+                 post-processing, against the baseline and the upper bound (postprocessing_summary.py)
 
 Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them when they are not set):
 
@@ -333,13 +335,14 @@ def steps_for(args, env: dict) -> list[Step]:
 
 
 def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[Step]:
-    """Measure the scribbles' reach, train (or reuse) the scribble trainers on the folds, compare the choices.
+    """Measure the scribbles' reach, train (or reuse) the trainers on the folds, compare the choices, pool them.
 
     The models are the ``acdc`` target's run 0 (same nnU-Net folders and plans), so after ``acdc`` nothing trains.
+    The upper bound (a trainer that is not a scribble trainer, on the dense twin) gets nnU-Net's own choice only.
     """
     from nnunet_scribble import benchmarking as bm
 
-    trainers = args.trainers or SCRIBBLE_TRAINERS
+    trainers = args.trainers or [*SCRIBBLE_TRAINERS, "nnUNetTrainerFullySupervised"]
     folds = "".join(map(str, args.folds))
     plans = preset_plans_name(args)
     # its own results folder: run_quality.py writes the table of the trainers it is given, which would replace the
@@ -355,17 +358,27 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
         [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f),
          *common, "--repeats", "1", "--reuse", "--output", str(base / f"fold{f}"), "-tr", *trainers])
         for f in args.folds]
+    results = []
     for trainer in trainers:
-        model = Path(env["nnUNet_results"]) / "Dataset027_ACDCScribble" / f"{trainer}__{plans}__2d"
+        scribble = bm.is_scribble_trainer(trainer)
+        dataset = ("Dataset027_ACDCScribble" if scribble
+                   else f"Dataset{bm.default_twin_id(ACDC_ID):03d}_ACDCScribbleDense")   # run_quality.py's dense twin
+        model = Path(env["nnUNet_results"]) / dataset / f"{trainer}__{plans}__2d"
         # as trained, then with every image padded by its width on one side: the heart off the centre
-        for extra, name, what in (([], trainer, "scribbles vs dense labels"),
-                                  (["--off_centre", "1"], f"{trainer}_off_centre", "the heart moved off the centre")):
+        for extra, name, what in (([], trainer, "scribbles vs dense labels" if scribble else "its dense labels"),
+                                  (["--off_centre", "1"], f"{trainer}_off_centre", "the heart moved off the centre")
+                                  )[:2 if scribble else 1]:
             result = base / name
+            results += [] if extra else [result]
             steps.append(Step(
                 f"{trainer}: nnU-Net's post-processing chosen on {what}, folds {' '.join(folds)}",
                 [sys.executable, str(REPO / "benchmarks" / "postprocessing_choice.py"), str(model), "--folds",
                  *map(str, args.folds), *extra, "-o", str(result)],
                 done=lambda result=result: bm.saved_table(result).is_file()))
+    steps.append(Step(
+        "pool the folds: every trainer as trained, before and after post-processing, vs baseline and upper bound",
+        [sys.executable, str(REPO / "benchmarks" / "postprocessing_summary.py"),
+         *(str(bm.saved_table(r).with_suffix(".json")) for r in results), "-o", str(base / "summary")]))
     return steps
 
 

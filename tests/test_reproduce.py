@@ -192,7 +192,7 @@ def test_postprocessing_target_reuses_the_acdc_models_and_compares_per_trainer(f
     rp = _module()
     argv = ["postprocessing", "--folds", "1", "2", "-tr", "nnUNetTrainerScribble", "nnUNetTrainerMaCo", "--dry_run",
             "--output", str(folders / "res")]
-    _, _, reach, train1, train2, *choices = _commands(rp, argv)
+    _, _, reach, train1, train2, *choices, summary = _commands(rp, argv)
     base = folders / "res" / "postprocessing_acdc_2d_folds12_cpu"
     assert reach[1].endswith("beyond_distance.py") and reach[-2:] == ["-o", str(base / "beyond_distance")]
     assert reach[2] == str(folders / "nnUNet_raw" / "Dataset027_ACDCScribble")
@@ -204,7 +204,25 @@ def test_postprocessing_target_reuses_the_acdc_models_and_compares_per_trainer(f
     assert choices[2][2:] == [str(model), "--folds", "1", "2", "-o", str(base / "nnUNetTrainerMaCo")]
     assert choices[3][2:] == [str(model), "--folds", "1", "2", "--off_centre", "1", "-o",
                               str(base / "nnUNetTrainerMaCo_off_centre")]
+    # the pooled table reads the results as trained (not the padded ones)
+    assert summary[1].endswith("postprocessing_summary.py")
+    assert summary[2:] == [str(base / "nnUNetTrainerScribble.json"), str(base / "nnUNetTrainerMaCo.json"), "-o",
+                           str(base / "summary")]
     base.mkdir(parents=True)
     (base / "nnUNetTrainerMaCo.md").write_text("done")
     steps = rp.steps_for(rp.parse_args(argv), rp.nnunet_folders(rp.parse_args(argv)))
-    assert [s.done() for s in steps[-3:]] == [False, True, False]   # a finished comparison is skipped
+    # a finished comparison is skipped; the pooled table is always made again
+    assert [s.done() if s.done else None for s in steps[-4:]] == [False, True, False, None]
+
+
+def test_postprocessing_target_scores_the_upper_bound_on_the_dense_twin(folders):
+    rp = _module()
+    _, _, _, train, *choices, upper, summary = _commands(rp, ["postprocessing", "--folds", "0", "--dry_run"])
+    assert train[train.index("-tr") + 1:] == [*rp.SCRIBBLE_TRAINERS, "nnUNetTrainerFullySupervised"]
+    model = (folders / "nnUNet_results" / "Dataset127_ACDCScribbleDense"
+             / "nnUNetTrainerFullySupervised__nnUNetPlans_cpu__2d")
+    assert upper[2:5] == [str(model), "--folds", "0"] and "--off_centre" not in upper   # its own choice only
+    assert len(choices) == 12 and ["--off_centre" in c for c in choices] == [False, True] * 6
+    assert choices[-2][2].endswith("nnUNetTrainerPCLMix__nnUNetPlans_cpu__2d")
+    results = summary[2:summary.index("-o")]
+    assert len(results) == 7 and results[-1].endswith("nnUNetTrainerFullySupervised.json")

@@ -197,3 +197,26 @@ def test_off_centre_pads_one_side_and_moves_the_centre_onto_the_organ(tmp_path, 
     (scribbles / "c2.nii.gz").unlink()
     with pytest.raises(FileNotFoundError, match="scribbles/c2.nii.gz not found: expected the reference of c2"):
         pc.off_centre_copy(model, [1], scribbles, dense, tmp_path / "pad3", 0.5)
+
+
+def test_a_densely_trained_model_gets_nnunets_own_choice_on_its_training_labels(tmp_path, monkeypatch, capsys):
+    pc = load_benchmark("postprocessing_choice")
+    model, scribbles, dense = _model(tmp_path, False)
+    # the upper bound: the same predictions, a dataset.json without the ignore label, dense labels in its labelsTr
+    labels = {k: v for k, v in LABELS.items() if k != "ignore"}
+    (model / "dataset.json").write_text(json.dumps({"labels": labels, "file_ending": ".nii.gz",
+                                                    "channel_names": {"0": "MRI"}, "numTraining": 2}))
+    dense.rename(tmp_path / "Dataset999_Tiny" / "labelsTr")
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    result = pc.main([str(model), "--folds", "0", "1"])
+    assert [r["chosen by"] for r in result["rows"]] == ["-", "nnU-Net on dense labels", "always", "always"]
+    assert result["dense_model"] and result["agree"] is None and "steps" not in result
+    none, own, _, central = result["rows"]
+    assert none["dense Dice"] == pytest.approx(((19 / 22 + 1) / 2, (1 - 19 / 22) / 2))
+    assert own["post-processing"] == "largest foreground component" and own["dense Dice"] == pytest.approx((1, 0))
+    assert central["per class"] == pytest.approx({"A": 0.5, "B": 0.5})   # the island is the central component
+    assert "A densely trained model: nnU-Net's choice on the dense labels is its own" in capsys.readouterr().out
+    for extra, named in ((["--scribbles", str(scribbles)], "--scribbles"), (["--steps"], "--steps"),
+                         (["--off_centre", "1"], "--off_centre")):
+        with pytest.raises(SystemExit, match=f"declares no 'ignore' label: a densely trained model.*{named} need"):
+            pc.main([str(model), "--folds", "0", "1", *extra])
