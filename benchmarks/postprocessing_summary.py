@@ -80,6 +80,7 @@ def pool(groups: list[tuple[float, float, int]]) -> tuple[float, float]:
 
 
 def _row(result: dict, which: str) -> dict | None:
+    """The row of ``result`` that this table calls ``which`` (a key of ``ROWS`` or ``"after"``); None if it has none."""
     if which == "after":
         if is_dense_model(result):
             which = "on dense labels"

@@ -369,7 +369,8 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
                                   (["--off_centre", "1"], f"{trainer}_off_centre", "the heart moved off the centre")
                                   )[:2 if scribble else 1]:
             result = base / name
-            results += [] if extra else [result]
+            if not extra:   # the pooled table compares the models as trained
+                results.append(result)
             steps.append(Step(
                 f"{trainer}: nnU-Net's post-processing chosen on {what}, folds {' '.join(folds)}",
                 [sys.executable, str(REPO / "benchmarks" / "postprocessing_choice.py"), str(model), "--folds",
