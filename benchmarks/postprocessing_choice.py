@@ -283,9 +283,8 @@ def compare(model: Path, folds: list[int], scribbles: Path | None, dense: Path, 
         rows.append({"post-processing": describe(fns, kwargs, labels), "chosen by": who, "folder": Path(folder),
                      "nnU-Net Dice before": info["input_folder"]["foreground_mean"]["Dice"],
                      "nnU-Net Dice after": info["postprocessed"]["foreground_mean"]["Dice"]})
-    for i, (central, name, what) in enumerate(((False, "choice_beyond_nnunet", "nnU-Net's candidates"),
-                                                (True, "choice_beyond", "+ central component"))
-                                               if scribbles is not None else ()):
+    ours = ((False, "choice_beyond_nnunet", "nnU-Net's candidates"), (True, "choice_beyond", "+ central component"))
+    for i, (central, name, what) in enumerate(ours if scribbles is not None else ()):   # ours needs the scribbles
         fns, kwargs = pp.determine_postprocessing(model, folds, scribbles, work / name, beyond_mm, central)
         info = json.loads((work / name / "postprocessing.json").read_text())
         rows.insert(2 + i, {"post-processing": describe(fns, kwargs, labels),
