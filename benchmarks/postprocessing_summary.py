@@ -4,8 +4,11 @@
 ``postprocessing_choice.py`` scores one model on the folds it is given; its ``-o`` result (``.json``) holds, per
 choice, the mean and standard deviation over cases of the dense Dice and HD95 and the mean Dice per class. This script
 reads any number of these results, groups them by trainer (the model folder's name before ``__``; a model padded
-off the centre is its own group), pools each trainer's folds over their cases (each trainer-fold given once) and prints
-one Markdown table:
+off the centre is its own group), pools each trainer's folds over their cases and prints one Markdown table. Several
+results of a trainer on the same folds are repeat runs (independent trainings; ``reproduce.py postprocessing
+--repeats N`` makes them): their values are averaged, and the columns ``runs``, ``run-to-run sd`` (of the pooled mean
+Dice, none and after) and ``rank`` (by "after"; "may swap with" another trainer whose mean lies within the sum of both
+run-to-run sds, as ``run_quality.py --repeats`` ranks) appear. The rows:
 
     none                  the predictions as they are
     nnU-Net on scribbles  nnU-Net's choice against the scribbles (``nnUNetv2_find_best_configuration``'s)
@@ -19,9 +22,11 @@ one Markdown table:
 
 The comparisons are made only between trainers pooled over the same folds (otherwise ``-``). Pooling is exact for
 the mean and the standard deviation over all cases (``ddof=0``, as ``evaluate_folder``); the per-class means are
-weighted by each fold's number of cases (exact where every case contains every class, as in ACDC).
+weighted by each fold's number of cases (exact where every case contains every class, as in ACDC). With repeats the
+standard deviation is over every run's cases, each block of folds weighing its cases once whatever its runs.
 
-Example (the folds 0, 1 and 3 tables of ``benchmarks/README.md``, one result per trainer and fold):
+Example (the folds 0, 1 and 3 tables of ``benchmarks/README.md``, one result per trainer and fold; repeat runs'
+results added the same way):
 
     python benchmarks/postprocessing_summary.py res/*_f0.json res/*_f1.json res/*_f3.json -o res/summary_f013
 """
@@ -30,9 +35,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 from pathlib import Path
 
-from nnunet_scribble.benchmarking import print_and_save
+from nnunet_scribble.benchmarking import print_and_save, swap_notes
 
 #: the "chosen by" of postprocessing_choice.py's rows, by the name this table gives them
 ROWS = {"none": "-", "on scribbles": "nnU-Net on scribbles", "on dense labels": "nnU-Net on dense labels"}
@@ -90,49 +96,99 @@ def _row(result: dict, which: str) -> dict | None:
     return next((r for r in result["rows"] if r["chosen by"] == ROWS[which]), None)
 
 
+def run_to_run_sd(blocks: list[tuple[list[float], int]]) -> tuple[float, bool] | None:
+    """Run-to-run standard deviation of a mean pooled over folds from the runs' means in each block of folds.
+
+    Args:
+        blocks: per block of folds (one result's folds), the mean Dice of each of its runs and its number of cases.
+
+    Returns:
+        ``(sd, measured)``: ``sqrt(sum_b (n_b / N)^2 s_b^2)`` with ``s_b`` the standard deviation (``ddof=1``) of block
+        ``b``'s run means and ``n_b`` its cases (the runs of different folds are independent trainings, so their noise
+        adds as variances weighted like the pooled mean); ``measured`` is False when a block has a single run (its
+        ``s_b`` counts as 0, so the value is a lower bound). None when no block has two runs. For one block this is
+        the standard deviation of its run means, as ``run_quality.py --repeats`` reports it.
+    """
+    if all(len(means) < 2 for means, _ in blocks):
+        return None
+    total = sum(n for _, n in blocks)
+    variance = sum((n / total) ** 2 * statistics.variance(means) for means, n in blocks if len(means) > 1)
+    return math.sqrt(variance), all(len(means) > 1 for means, _ in blocks)
+
+
+def _pool_trainer(trainer: str, items: list[tuple[str, dict]]) -> dict:
+    """One trainer's entry of :func:`summarise`: its results grouped into blocks of folds, repeats averaged."""
+    blocks: dict[tuple[int, ...], list[tuple[str, dict]]] = {}
+    for name, result in items:
+        blocks.setdefault(tuple(sorted(result["folds"])), []).append((name, result))
+    keys = list(blocks)
+    for i, a in enumerate(keys):
+        for b in keys[i + 1:]:
+            if set(a) & set(b):
+                raise ValueError(
+                    f"{trainer}: {blocks[a][0][0]} (folds {' '.join(map(str, a))}) and {blocks[b][0][0]} (folds "
+                    f"{' '.join(map(str, b))}) overlap; repeat runs of a trainer must cover the same folds")
+        cases = {r["cases"] for _, r in blocks[a]}
+        if len(cases) > 1:
+            raise ValueError(f"{trainer} folds {' '.join(map(str, a))}: the runs {', '.join(n for n, _ in blocks[a])} "
+                             f"scored different numbers of cases ({', '.join(map(str, sorted(cases)))})")
+    dense = {is_dense_model(r) for _, r in items}
+    if len(dense) > 1:
+        raise ValueError(f"{trainer}: {', '.join(n for n, _ in items)} mix densely and scribble-trained models")
+    counts = [runs[0][1]["cases"] for runs in blocks.values()]   # cases per block of folds
+    total = sum(counts)
+    entry = {"folds": sorted(f for k in keys for f in k), "cases": total, "dense_model": dense.pop(),
+             "off_centre": items[0][1].get("off_centre") or 0, "files": [n for n, _ in items],
+             "runs": {" ".join(map(str, k)): len(runs) for k, runs in sorted(blocks.items())},
+             "rows": {}, "run-to-run sd": {}}
+    for which in ("none", "on scribbles", "on dense labels", "after"):
+        picked = [[_row(r, which) for _, r in runs] for runs in blocks.values()]
+        if any(row is None for rows in picked for row in rows):
+            continue
+        # every block of folds weighs its cases, shared by its runs: the values are the mean over runs
+        weighted = [(row, n, len(rows)) for rows, n in zip(picked, counts) for row in rows]
+        classes = list(picked[0][0]["per class"])
+        entry["rows"][which] = {
+            "post-processing": sorted({row["post-processing"] for row, _, _ in weighted}),
+            "Dice": pool([(*row["dense Dice"], n / k) for row, n, k in weighted]),
+            "HD95": pool([(*row["dense HD95"], n / k) for row, n, k in weighted]),
+            "per class": {c: sum(row["per class"][c] * n / k for row, n, k in weighted) / total for c in classes}}
+        entry["run-to-run sd"][which] = run_to_run_sd(
+            [([row["dense Dice"][0] for row in rows], n) for rows, n in zip(picked, counts)])
+    return entry
+
+
 def summarise(results: list[tuple[str, dict]], baseline: str = "nnUNetTrainerScribble") -> dict:
     """Pool each trainer's results over its folds and compare them with the baseline and the upper bound.
+
+    Several results of one trainer on the same folds are repeat runs (independent trainings): each row's values are
+    their mean, and ``run-to-run sd`` (:func:`run_to_run_sd`) and ``rank`` say whether another set of runs could
+    order the trainers differently.
 
     Args:
         results: (file name, result) pairs, the file names only for the error messages.
         baseline: the trainer the others are compared with.
 
     Returns:
-        ``{"trainers": {name: {...}}, "baseline", "upper_bound"}``: per trainer its folds, cases, whether densely
-        trained, per row (none, on scribbles, on dense labels, after) the pooled ``Dice``/``HD95`` (mean, std) and
-        ``per class`` Dice, and the differences ``vs baseline`` and ``% of upper bound`` (None where not comparable).
+        ``{"trainers": {name: {...}}, "baseline", "upper_bound", "repeated"}``: per trainer its folds, cases, runs per
+        block of folds, whether densely trained, per row (none, on scribbles, on dense labels, after) the pooled
+        ``Dice``/``HD95`` (mean, std) and ``per class`` Dice, the ``run-to-run sd`` of the mean Dice per row
+        (``(sd, measured)`` or None), the differences ``vs baseline`` and ``% of upper bound`` (None where not
+        comparable) and, when any trainer has repeats, its ``rank`` by the mean Dice after post-processing among the
+        trainers it is compared with.
 
     Raises:
-        ValueError: a trainer-fold given twice, or several densely trained models.
+        ValueError: a file given twice, repeat runs of a trainer on overlapping but different folds or with different
+            numbers of cases, or several densely trained models.
     """
+    names = [name for name, _ in results]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice; a repeat run is another training's result")
     by_name: dict[str, list[tuple[str, dict]]] = {}
     for name, result in results:
         by_name.setdefault(group_name(result), []).append((name, result))
-    trainers = {}
-    for trainer, items in by_name.items():
-        seen: dict[int, str] = {}
-        for name, result in items:
-            for fold in result["folds"]:
-                if fold in seen:
-                    raise ValueError(f"{trainer} fold {fold} is given twice: {seen[fold]} and {name}; pool one run "
-                                     "per trainer and fold")
-                seen[fold] = name
-        dense = {is_dense_model(r) for _, r in items}
-        if len(dense) > 1:
-            raise ValueError(f"{trainer}: {', '.join(n for n, _ in items)} mix densely and scribble-trained models")
-        entry = {"folds": sorted(seen), "cases": sum(r["cases"] for _, r in items), "dense_model": dense.pop(),
-                 "off_centre": items[0][1].get("off_centre") or 0, "files": [n for n, _ in items], "rows": {}}
-        for which in ("none", "on scribbles", "on dense labels", "after"):
-            rows = [(_row(r, which), r["cases"]) for _, r in items]
-            if any(row is None for row, _ in rows):
-                continue
-            classes = list(rows[0][0]["per class"])
-            entry["rows"][which] = {
-                "post-processing": sorted({row["post-processing"] for row, _ in rows}),
-                "Dice": pool([(*row["dense Dice"], n) for row, n in rows]),
-                "HD95": pool([(*row["dense HD95"], n) for row, n in rows]),
-                "per class": {c: sum(row["per class"][c] * n for row, n in rows) / entry["cases"] for c in classes}}
-        trainers[trainer] = entry
+    trainers = {trainer: _pool_trainer(trainer, items) for trainer, items in by_name.items()}
     upper = [t for t, e in trainers.items() if e["dense_model"]]
     if len(upper) > 1:
         raise ValueError(f"several densely trained models ({', '.join(upper)}): give one upper bound")
@@ -152,11 +208,41 @@ def summarise(results: list[tuple[str, dict]], baseline: str = "nnUNetTrainerScr
                     mine, theirs = entry["rows"][which]["Dice"][0], ref["rows"][which]["Dice"][0]
                     values[which] = 100 * (mine - theirs) if key == "vs baseline" else 100 * mine / theirs
             entry[key] = values or None
-    return {"trainers": trainers, "baseline": baseline if baseline in trainers else None, "upper_bound": upper_bound}
+    repeated = any(n > 1 for e in trainers.values() for n in e["runs"].values())
+    if repeated:
+        _rank(trainers)
+    return {"trainers": trainers, "baseline": baseline if baseline in trainers else None, "upper_bound": upper_bound,
+            "repeated": repeated}
+
+
+def _rank(trainers: dict) -> None:
+    """Rank by the Dice after post-processing among the trainers compared with each other (same folds, same padding).
+
+    A trainer whose run-to-run sd after post-processing is not measured gets the largest measured in its set (as
+    ``run_quality.py``'s ranking does; a lower bound, from a trainer with one run on some folds, counts), so close rows
+    are flagged rather than ranked on one run.
+    """
+    sets: dict[tuple, list[str]] = {}
+    for t, e in trainers.items():
+        if "after" in e["rows"]:
+            sets.setdefault((tuple(e["folds"]), e["off_centre"]), []).append(t)
+    for members in sets.values():
+        measured = {t: trainers[t]["run-to-run sd"]["after"] for t in members}
+        known = [sd for sd, _ in filter(None, measured.values())]   # lower bounds too: better than nothing
+        fallback = max(known) if known else float("nan")
+        spread = {}
+        for t, m in measured.items():
+            # one run on some folds: the sd measured on the others is a lower bound, so the larger of the two
+            sd = m if m and m[1] else (max(m[0], fallback) if m and not math.isnan(fallback) else
+                                       (m[0] if m else fallback), False)
+            spread[t] = (trainers[t]["rows"]["after"]["Dice"][0], *sd)
+        for t, note in swap_notes(spread).items():
+            trainers[t]["rank"] = note
 
 
 def to_markdown(summary: dict) -> str:
     trainers = summary["trainers"]
+    repeated = summary.get("repeated", False)
     classes = next((list(e["rows"]["after"]["per class"]) for e in trainers.values() if "after" in e["rows"]), [])
     first = [t for t in (summary["upper_bound"], summary["baseline"]) if t]
     rest = sorted((t for t in trainers if t not in first),
@@ -173,21 +259,40 @@ def to_markdown(summary: dict) -> str:
             return "-"
         return " → ".join(format(values[w], fmt) if w in values else "-" for w in ("none", "after"))
 
+    def runs(entry: dict) -> str:
+        counts = list(entry["runs"].values())
+        return str(counts[0]) if len(set(counts)) == 1 else "/".join(map(str, counts))
+
+    def spread(entry: dict) -> str:
+        sds = [entry["run-to-run sd"].get(w) for w in ("none", "after")]
+        return " → ".join("-" if sd is None else ("" if sd[1] else "≥") + f"{100 * sd[0]:.1f}" for sd in sds)
+
     lines = ["Dense Dice in %, mean ± std over the pooled cases; \"after\": "
              "nnunet_scribble_determine_postprocessing's default for a scribble-trained model, nnU-Net's own choice "
-             "for the densely trained upper bound.", "",
-             "| trainer | folds | cases | none | nnU-Net on scribbles | nnU-Net on dense labels | **after** "
-             + "".join(f"| {c} " for c in classes) + "| HD95 mm: none → after | vs baseline: none → after "
-             "| % of upper bound: none → after |", "|---" * (10 + len(classes)) + "|"]
+             "for the densely trained upper bound."]
+    if repeated:
+        lines.append("runs: trainings per fold (\"a/b\": per block of folds), the values their mean; run-to-run sd: "
+                     "of the pooled mean Dice (≥: some folds have one run); rank: by \"after\" among the trainers "
+                     "compared, \"may swap\" where two means differ by less than the sum of their run-to-run sds (*: "
+                     "not measured, the largest measured assumed).")
+    lines += ["", "| trainer | folds | cases " + ("| runs " if repeated else "")
+              + "| none | nnU-Net on scribbles | nnU-Net on dense labels | **after** "
+              + "".join(f"| {c} " for c in classes) + "| HD95 mm: none → after | vs baseline: none → after "
+              "| % of upper bound: none → after |" + (" run-to-run sd: none → after | rank (after) |" if repeated
+                                                      else ""),
+              "|---" * (10 + len(classes) + 3 * repeated) + "|"]
     for t in first + rest:
         e = trainers[t]
         after = e["rows"].get("after")
         hd = " → ".join(f"{e['rows'][w]['HD95'][0]:.1f}" if w in e["rows"] else "-" for w in ("none", "after"))
         label = t + (" (upper bound, own choice)" if t == summary["upper_bound"] else "")
-        lines.append(f"| {label} | {' '.join(map(str, e['folds']))} | {e['cases']} | {dice(e, 'none', True)} "
-                     f"| {dice(e, 'on scribbles')} | {dice(e, 'on dense labels')} | **{dice(e, 'after', True)}** "
+        lines.append(f"| {label} | {' '.join(map(str, e['folds']))} | {e['cases']} "
+                     + (f"| {runs(e)} " if repeated else "")
+                     + f"| {dice(e, 'none', True)} | {dice(e, 'on scribbles')} | {dice(e, 'on dense labels')} "
+                     f"| **{dice(e, 'after', True)}** "
                      + "".join(f"| {100 * after['per class'][c]:.1f} " if after else "| - " for c in classes)
-                     + f"| {hd} | {pair(e['vs baseline'], '+.1f')} | {pair(e['% of upper bound'], '.1f')} |")
+                     + f"| {hd} | {pair(e['vs baseline'], '+.1f')} | {pair(e['% of upper bound'], '.1f')} |"
+                     + (f" {spread(e)} | {e.get('rank', '-')} |" if repeated else ""))
     return "\n".join(lines) + "\n"
 
 

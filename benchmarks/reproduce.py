@@ -21,7 +21,8 @@ running the same command again:
                  after the reach of the dense foreground from the scribbles (beyond_distance.py); each model
                  again with its images padded to put the heart off the centre (--off_centre 1); the upper bound
                  with nnU-Net's own choice; then every trainer pooled over the folds before and after
-                 post-processing, against the baseline and the upper bound (postprocessing_summary.py)
+                 post-processing, against the baseline and the upper bound (postprocessing_summary.py); with
+                 --repeats N every run is scored and the table gives the run-to-run spread after post-processing
 
 Example (the nnU-Net folders of the shell are used; ``--workdir`` creates them when they are not set):
 
@@ -33,7 +34,7 @@ run-to-run noise (the tables give the spread between runs). Running times on 2 C
 ``acdc`` about 2.5 h per run of the eight trainers (5 h with the default two runs), ``mscmr`` about 2.5 h,
 ``mscmr_zero_border`` about 3.3 h per run (PCLMix alone 1 h), ``robustness`` about 15 h, ``cost`` 20 min,
 ``cpl_targets`` 2 min, ``coverage`` 5 min, ``term_gradients`` 5 min once its models exist, ``postprocessing``
-about 5 min per trainer and fold once the ``acdc`` models exist. With a GPU pass ``-device cuda`` (and
+about 5 min per trainer, run and fold once the ``acdc`` models exist. With a GPU pass ``-device cuda`` (and
 ``--preset paper`` for nnU-Net's full schedule). ``--folds 1 2`` or ``--folds all`` trains the ``acdc``,
 ``robustness`` and ``postprocessing`` targets on other folds of ACDC's 5-fold patient split (one results folder
 per fold; the tables are fold 0); ``acdc`` with several folds ends with ``cross_validation.py``, the table over
@@ -101,8 +102,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("-device", "--device", default="cpu", choices=("cpu", "cuda", "mps"))
     p.add_argument("-tr", "--trainers", nargs="+", default=None, help="override the target's trainer list")
     p.add_argument("--repeats", type=int, default=None,
-                   help="independent trainings per trainer (acdc, mscmr) or per trainer and condition (robustness) "
-                        "(default: 2 for acdc, 1 for the others)")
+                   help="independent trainings per trainer (acdc, mscmr, postprocessing) or per trainer and "
+                        "condition (robustness) (default: 2 for acdc, 1 for the others)")
     p.add_argument("--folds", nargs="+", default=["0"],
                    help="ACDC folds of the 5-fold patient split (acdc, robustness): numbers 0-4 or 'all'; one "
                         "results folder per fold (default: 0, the fold of the tables)")
@@ -337,8 +338,11 @@ def steps_for(args, env: dict) -> list[Step]:
 def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[Step]:
     """Measure the scribbles' reach, train (or reuse) the trainers on the folds, compare the choices, pool them.
 
-    The models are the ``acdc`` target's run 0 (same nnU-Net folders and plans), so after ``acdc`` nothing trains.
-    The upper bound (a trainer that is not a scribble trainer, on the dense twin) gets nnU-Net's own choice only.
+    The models are the ``acdc`` target's (same nnU-Net folders and plans; run ``k`` > 0 in ``repeat_k``, as
+    ``run_quality.py`` keeps them), so after ``acdc`` with as many ``--repeats`` nothing trains. Every run is scored;
+    the pooled table averages a trainer's runs and gives their run-to-run spread after post-processing. Only run 0 is
+    also scored padded off the centre. The upper bound (a trainer that is not a scribble trainer, on the dense twin)
+    gets nnU-Net's own choice only.
     """
     from nnunet_scribble import benchmarking as bm
 
@@ -354,25 +358,26 @@ def postprocessing_steps(args, env: dict, out: Path, common: list[str]) -> list[
         [sys.executable, str(REPO / "benchmarks" / "beyond_distance.py"),
          str(Path(env["nnUNet_raw"]) / "Dataset027_ACDCScribble"), "--sizes", "3", "5", "10", "20", "-o", str(reach)],
         done=lambda: bm.saved_table(reach).is_file())] + [Step(
-        f"fold {f}: train (or reuse) and score {len(trainers)} scribble trainers",
+        f"fold {f}: train (or reuse) and score {len(trainers)} trainers, {args.repeats} run(s) each",
         [sys.executable, str(REPO / "benchmarks" / "run_quality.py"), "-d", str(ACDC_ID), "-c", "2d", "-f", str(f),
-         *common, "--repeats", "1", "--reuse", "--output", str(base / f"fold{f}"), "-tr", *trainers])
+         *common, "--repeats", str(args.repeats), "--reuse", "--output", str(base / f"fold{f}"), "-tr", *trainers])
         for f in args.folds]
     results = []
-    for trainer in trainers:
+    for trainer, run in ((t, r) for t in trainers for r in range(args.repeats)):
         scribble = bm.is_scribble_trainer(trainer)
         dataset = ("Dataset027_ACDCScribble" if scribble
                    else f"Dataset{bm.default_twin_id(ACDC_ID):03d}_ACDCScribbleDense")   # run_quality.py's dense twin
-        model = Path(env["nnUNet_results"]) / dataset / f"{trainer}__{plans}__2d"
-        # as trained, then with every image padded by its width on one side: the heart off the centre
-        for extra, name, what in (([], trainer, "scribbles vs dense labels" if scribble else "its dense labels"),
+        model = Path(env["nnUNet_results"], *([f"repeat_{run}"] if run else []), dataset, f"{trainer}__{plans}__2d")
+        label = trainer + (f"_repeat{run}" if run else "")
+        # as trained, then (run 0) with every image padded by its width on one side: the heart off the centre
+        for extra, name, what in (([], label, "scribbles vs dense labels" if scribble else "its dense labels"),
                                   (["--off_centre", "1"], f"{trainer}_off_centre", "the heart moved off the centre")
-                                  )[:2 if scribble else 1]:
+                                  )[:2 if scribble and not run else 1]:
             result = base / name
             if not extra:   # the pooled table compares the models as trained
                 results.append(result)
             steps.append(Step(
-                f"{trainer}: nnU-Net's post-processing chosen on {what}, folds {' '.join(folds)}",
+                f"{label}: nnU-Net's post-processing chosen on {what}, folds {' '.join(folds)}",
                 [sys.executable, str(REPO / "benchmarks" / "postprocessing_choice.py"), str(model), "--folds",
                  *map(str, args.folds), *extra, "-o", str(result)],
                 done=lambda result=result: bm.saved_table(result).is_file()))

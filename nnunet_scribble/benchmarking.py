@@ -270,7 +270,15 @@ def ranking_notes(groups: dict[str, list[TrainerResult]]) -> dict[str, str]:
     Two rows whose means differ by less than ``sd_a + sd_b`` could swap places in another set of runs; the note says
     so, with ``*`` when a deviation was not measured on that row (one run: the largest measured one is assumed).
     """
-    spread = run_spread(groups)
+    return swap_notes(run_spread(groups))
+
+
+def swap_notes(spread: dict[str, tuple[float, float, bool]]) -> dict[str, str]:
+    """:func:`ranking_notes` for any values: per name (mean, run-to-run sd, whether that sd was measured).
+
+    Ranks by mean (1 = highest); a name whose mean lies within ``sd_a + sd_b`` of another's "may swap" with it, marked
+    ``*`` when that other's sd was not measured. A NaN sd makes no pair close.
+    """
     order = sorted(spread, key=lambda n: -spread[n][0])
     notes = {}
     for rank, n in enumerate(order, 1):

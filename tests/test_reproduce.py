@@ -226,3 +226,24 @@ def test_postprocessing_target_scores_the_upper_bound_on_the_dense_twin(folders)
     assert choices[-2][2].endswith("nnUNetTrainerPCLMix__nnUNetPlans_cpu__2d")
     results = summary[2:summary.index("-o")]
     assert len(results) == 7 and results[-1].endswith("nnUNetTrainerFullySupervised.json")
+
+
+def test_postprocessing_target_scores_every_run_and_pools_them(folders):
+    rp = _module()
+    argv = ["postprocessing", "--folds", "3", "--repeats", "2", "-tr", "nnUNetTrainerScribble",
+            "nnUNetTrainerFullySupervised", "--dry_run", "--output", str(folders / "res")]
+    _, _, _, train, *choices, summary = _commands(rp, argv)
+    assert train[train.index("--repeats") + 1] == "2" and "--reuse" in train
+    base = folders / "res" / "postprocessing_acdc_2d_folds3_cpu"
+    models = [Path(c[2]) for c in choices]
+    results = folders / "nnUNet_results"
+    scribble, dense = "nnUNetTrainerScribble__nnUNetPlans_cpu__2d", "nnUNetTrainerFullySupervised__nnUNetPlans_cpu__2d"
+    # run k > 0 where run_quality.py --repeats trains it; only run 0 padded off the centre
+    assert models == [results / "Dataset027_ACDCScribble" / scribble] * 2 + [
+        results / "repeat_1" / "Dataset027_ACDCScribble" / scribble,
+        results / "Dataset127_ACDCScribbleDense" / dense, results / "repeat_1" / "Dataset127_ACDCScribbleDense" / dense]
+    assert ["--off_centre" in c for c in choices] == [False, True, False, False, False]
+    assert summary[2:] == [str(base / f"{n}.json") for n in ("nnUNetTrainerScribble", "nnUNetTrainerScribble_repeat1",
+                                                             "nnUNetTrainerFullySupervised",
+                                                             "nnUNetTrainerFullySupervised_repeat1")] + [
+        "-o", str(base / "summary")]

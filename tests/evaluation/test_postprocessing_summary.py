@@ -81,15 +81,76 @@ def test_trainers_pooled_over_folds_against_the_baseline_and_the_upper_bound(tmp
     assert rows[3].endswith("| +0.0 → -5.0 | 80.0 → 80.0 |")   # 70 / 87.5 and 80 / 100
 
 
+def test_run_to_run_sd_of_a_mean_pooled_over_folds():
+    ps = load_benchmark("postprocessing_summary")
+    # one block: the sd (ddof 1) of its run means, as run_quality.py --repeats
+    assert ps.run_to_run_sd([([0.8, 0.7, 0.6], 5)]) == pytest.approx((0.1, True))
+    # two blocks of 2 and 6 cases: (2/8)^2 * 0.005 + (6/8)^2 * 0.02
+    assert ps.run_to_run_sd([([0.8, 0.7], 2), ([0.5, 0.7], 6)]) == pytest.approx((math.sqrt(0.0115625), True))
+    # a block with one run adds nothing and makes the value a lower bound; no block with two runs: not measured
+    assert ps.run_to_run_sd([([0.8, 0.7], 2), ([0.9], 2)]) == pytest.approx((math.sqrt(0.00125), False))
+    assert ps.run_to_run_sd([([0.9], 2), ([0.5], 2)]) is None
+
+
+def test_repeat_runs_are_averaged_and_flag_rankings_within_their_spread(tmp_path, capsys):
+    summary = _summary(tmp_path, [
+        _result("nnUNetTrainerScribble", [0], (0.6, 0.0), (0.8, 0.0)),
+        _result("nnUNetTrainerScribble", [0], (0.4, 0.0), (0.7, 0.0)),
+        _result("nnUNetTrainerDMPLS", [0], (0.6, 0.0), (0.78, 0.0)),
+        _result("nnUNetTrainerDMPLS", [0], (0.6, 0.0), (0.76, 0.0)),
+        _result("nnUNetTrainerMaCo", [0], (0.6, 0.0), (0.6, 0.0)),
+        _result("nnUNetTrainerMaCo", [0], (0.5, 0.0), (0.5, 0.0), off_centre=1.0)])
+    assert summary["repeated"]
+    t = summary["trainers"]
+    base, dmpls, maco = t["nnUNetTrainerScribble"], t["nnUNetTrainerDMPLS"], t["nnUNetTrainerMaCo"]
+    assert base["runs"] == {"0": 2} and base["cases"] == 2
+    assert base["rows"]["after"]["Dice"] == pytest.approx((0.75, 0.05))   # the 4 values 0.8, 0.8, 0.7, 0.7
+    assert base["run-to-run sd"]["after"] == pytest.approx((math.sqrt(0.005), True))
+    assert base["run-to-run sd"]["none"] == pytest.approx((math.sqrt(0.02), True))
+    assert dmpls["vs baseline"] == pytest.approx({"none": 10.0, "after": 2.0})
+    assert maco["run-to-run sd"]["after"] is None
+    # 0.77 - 0.75 < 0.0707 + 0.0141; MaCo (one run: the largest measured sd, 0.0707, assumed) 0.15 below the
+    # baseline > 2 x 0.0707; the padded model is ranked only among padded models
+    assert dmpls["rank"] == "1; may swap with Scribble" and base["rank"] == "2; may swap with DMPLS"
+    assert maco["rank"] == "3" and t["nnUNetTrainerMaCo (off-centre 1)"]["rank"] == "1"
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| nnUNetTrainerDMPLS")]
+    assert rows == ["| nnUNetTrainerDMPLS | 0 | 2 | 2 | 60.0 ± 0.0 | 60.0 | 77.0 | **77.0 ± 1.0** | 77.0 | 38.5 "
+                    "| 100.0 → 10.0 | +10.0 → +2.0 | - | 0.0 → 1.4 | 1; may swap with Scribble |"]
+
+
+def test_repeats_on_some_folds_weigh_each_fold_by_its_cases(tmp_path, capsys):
+    summary = _summary(tmp_path, [
+        _result("nnUNetTrainerScribble", [0], (0.6, 0.0), (0.8, 0.0)),
+        _result("nnUNetTrainerScribble", [0], (0.6, 0.0), (0.7, 0.0)),
+        _result("nnUNetTrainerScribble", [1], (0.6, 0.0), (0.9, 0.0)),
+        _result("nnUNetTrainerMaCo", [0, 1], (0.6, 0.0), (0.8, 0.0))])
+    base = summary["trainers"]["nnUNetTrainerScribble"]
+    assert base["runs"] == {"0": 2, "1": 1} and base["folds"] == [0, 1] and base["cases"] == 4
+    # fold 0: the mean of 0.8 and 0.7 over its 2 cases, fold 1: 0.9 over 2 cases
+    assert base["rows"]["after"]["Dice"][0] == pytest.approx(0.825)
+    assert base["rows"]["after"]["per class"]["A"] == pytest.approx(0.825)
+    assert base["run-to-run sd"]["after"] == pytest.approx((math.sqrt(0.00125), False))
+    assert summary["trainers"]["nnUNetTrainerMaCo"]["vs baseline"]["after"] == pytest.approx(-2.5)
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("| nnUNetTrainerScribble"))
+    assert line.split(" | ")[3] == "2/1" and line.endswith("| ≥0.0 → ≥3.5 | 1; may swap with MaCo* |")
+
+
 def test_errors_name_the_files(tmp_path):
-    with pytest.raises(ValueError, match=r"nnUNetTrainerMaCo fold 1 is given twice: .*r0.json and .*r1.json"):
+    with pytest.raises(ValueError, match=r"nnUNetTrainerMaCo: .*r0.json \(folds 0 1\) and .*r1.json \(folds 1\) "
+                                         "overlap"):
         _summary(tmp_path, [_result("nnUNetTrainerMaCo", [0, 1], (0.7, 0), (0.8, 0)),
                             _result("nnUNetTrainerMaCo", [1], (0.7, 0), (0.8, 0))])
+    ps = load_benchmark("postprocessing_summary")
+    with pytest.raises(ValueError, match=r"a.json given twice"):
+        ps.summarise([("a.json", _result("nnUNetTrainerMaCo", [0], (0.7, 0), (0.8, 0)))] * 2)
+    with pytest.raises(ValueError, match=r"nnUNetTrainerMaCo folds 0: the runs a.json, b.json scored different numbers "
+                                         r"of cases \(2, 3\)"):
+        ps.summarise([("a.json", _result("nnUNetTrainerMaCo", [0], (0.7, 0), (0.8, 0))),
+                      ("b.json", {**_result("nnUNetTrainerMaCo", [0], (0.7, 0), (0.8, 0)), "cases": 3})])
     with pytest.raises(ValueError, match="several densely trained models"):
         _summary(tmp_path, [_result("nnUNetTrainerFullySupervised", [0], (0.7, 0), (0.8, 0), dense=True),
                             _result("nnUNetTrainerOther", [0], (0.7, 0), (0.8, 0), dense=True)])
     (tmp_path / "bad.json").write_text(json.dumps({"model": "m"}))
-    ps = load_benchmark("postprocessing_summary")
     with pytest.raises(SystemExit, match=r"bad.json: not a postprocessing_choice.py result \(no folds, cases, rows\)"):
         ps.main([str(tmp_path / "bad.json")])
     with pytest.raises(SystemExit, match="missing.json: cannot read"):
