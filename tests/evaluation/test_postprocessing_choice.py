@@ -220,3 +220,19 @@ def test_a_densely_trained_model_gets_nnunets_own_choice_on_its_training_labels(
                          (["--off_centre", "1"], "--off_centre")):
         with pytest.raises(SystemExit, match=f"declares no 'ignore' label: a densely trained model.*{named} need"):
             pc.main([str(model), "--folds", "0", "1", *extra])
+
+
+def test_the_summary_reads_what_this_script_writes(tmp_path, monkeypatch):
+    """The row names are a contract between the two scripts (the summary cannot import this one)."""
+    pc, ps = load_benchmark("postprocessing_choice"), load_benchmark("postprocessing_summary")
+    model, scribbles, dense = _model(tmp_path, False)
+    monkeypatch.setenv("nnUNet_raw", str(tmp_path))
+    pc.main([str(model), "--folds", "0", "1", "--scribbles", str(scribbles), "--dense", str(dense),
+             "--beyond_mm", "5", "-o", str(tmp_path / "res")])
+    result = ps.load(tmp_path / "res.json")
+    entry = ps.summarise([("res.json", result)])["trainers"]["nnUNetTrainerScribble"]
+    assert set(entry["rows"]) == {"none", "on scribbles", "on dense labels", "after"} and not entry["dense_model"]
+    # "after" is the default of nnunet_scribble_determine_postprocessing: the largest component here (see above)
+    assert entry["rows"]["after"]["post-processing"] == ["largest foreground component"]
+    assert entry["rows"]["after"]["Dice"] == pytest.approx((1.0, 0.0))
+    assert entry["rows"]["none"]["Dice"] == pytest.approx(((19 / 22 + 1) / 2, (1 - 19 / 22) / 2))
