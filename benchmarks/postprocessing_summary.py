@@ -230,12 +230,9 @@ def _rank(trainers: dict) -> None:
         measured = {t: trainers[t]["run-to-run sd"]["after"] for t in members}
         known = [sd for sd, _ in filter(None, measured.values())]   # lower bounds too: better than nothing
         fallback = max(known) if known else float("nan")
-        spread = {}
-        for t, m in measured.items():
-            # one run on some folds: the sd measured on the others is a lower bound, so the larger of the two
-            sd = m if m and m[1] else (max(m[0], fallback) if m and not math.isnan(fallback) else
-                                       (m[0] if m else fallback), False)
-            spread[t] = (trainers[t]["rows"]["after"]["Dice"][0], *sd)
+        # not measured on every fold: the fallback, which is at least the trainer's own lower bound
+        spread = {t: (trainers[t]["rows"]["after"]["Dice"][0], *(m if m and m[1] else (fallback, False)))
+                  for t, m in measured.items()}
         for t, note in swap_notes(spread).items():
             trainers[t]["rank"] = note
 
